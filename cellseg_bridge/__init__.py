@@ -1,0 +1,1 @@
+"""cellseg_bridge."""

@@ -1,0 +1,1 @@
+"""Bridge to ImageJ/Fiji: JVM start and conversions on ImageJ 1.x classes."""

@@ -1,0 +1,59 @@
+"""What ``cellseg info`` reports: versions, compute device, Java and ImageJ."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import subprocess
+
+from cellseg_bridge.fiji.jvm import find_ij_jar, find_java
+
+PACKAGES = ("cellseg-bridge", "torch", "numpy", "numba", "aicsimageio", "xarray", "tifffile",
+            "roifile", "dask", "distributed", "scyjava", "pyimagej", "click")
+
+
+def compute_device() -> str:
+    """Return the compute device the engine would use: ``cuda``, ``mps`` or ``cpu``."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def java_version(java: str) -> str | None:
+    """Return the first line of ``java -version``, or None if it cannot be run."""
+    try:
+        proc = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = (proc.stderr or proc.stdout).strip().splitlines()
+    return lines[0] if lines else None
+
+
+def environment_info() -> dict:
+    """Collect versions of the main packages, the compute device, Java and ImageJ.
+
+    Returns
+    -------
+    dict
+        JSON-serialisable; keys ``python``, ``packages``, ``device``, ``java``, ``imagej_jar``.
+    """
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    java = find_java()
+    jar = find_ij_jar()
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": versions,
+        "device": compute_device(),
+        "java": {"path": java, "version": java_version(java) if java else None},
+        "imagej_jar": str(jar) if jar else None,
+    }

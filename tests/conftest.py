@@ -1,0 +1,54 @@
+"""Shared fixtures: the shared data folder beside the checkout, and ImageJ 1.x through scyjava."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _shared_dir() -> Path:
+    return Path(os.environ.get("CELLSEG_SHARED", REPO.parent / "shared"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` beside the checkout (or ``$CELLSEG_SHARED/data``), read in place."""
+    path = _shared_dir() / "data"
+    if not path.is_dir():
+        pytest.skip(f"shared data not found at {path} (a user's clone has no ../shared)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_models() -> Path:
+    """``../shared/models`` beside the checkout: the peer's checkpoint, for compatibility tests."""
+    path = _shared_dir() / "models"
+    if not path.is_dir():
+        pytest.skip(f"shared models not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def ij():
+    """The real ImageJ 1.x (``ij.IJ``) in a headless JVM; skips when Java or the jar is missing.
+
+    In CI (``CI=true``) a missing ImageJ is an error, not a skip: ``.ci/run`` installs it.
+    """
+    from cellseg_bridge.errors import DependencyError
+    from cellseg_bridge.fiji.jvm import start_imagej1
+
+    try:
+        version = start_imagej1()
+    except DependencyError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"ImageJ 1.x not available: {exc}")
+    import scyjava
+
+    ij_class = scyjava.jimport("ij.IJ")
+    assert version
+    return ij_class
