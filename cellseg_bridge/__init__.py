@@ -1,1 +1,37 @@
-"""cellseg_bridge."""
+"""cellseg_bridge: Cellpose-class cell segmentation for Fiji/ImageJ users, headless.
+
+Public API (everything else is internal and may change):
+
+- reading: :func:`open_image`, :func:`list_scenes`
+- writing: :func:`write_ome_tiff`, :func:`write_labels`, :func:`read_seg_npy`, :func:`write_seg_npy`
+- ImageJ ROIs: :func:`labels_to_rois`, :func:`write_roi_zip`, :func:`read_rois`, :func:`rois_to_labels`
+- batch conversion: :func:`convert`
+- the shared defaults: :data:`DEFAULTS`
+"""
+
+from cellseg_bridge.config import DEFAULTS
+from cellseg_bridge.convert import convert
+from cellseg_bridge.errors import CellsegError, DependencyError, InputError
+from cellseg_bridge.io.reader import list_scenes, open_image
+from cellseg_bridge.io.roi_export import labels_to_rois, write_roi_zip
+from cellseg_bridge.io.roi_import import read_rois, rois_to_labels
+from cellseg_bridge.io.seg_npy import read_seg_npy, write_seg_npy
+from cellseg_bridge.io.writers import write_labels, write_ome_tiff
+
+__all__ = [
+    "DEFAULTS",
+    "CellsegError",
+    "DependencyError",
+    "InputError",
+    "convert",
+    "labels_to_rois",
+    "list_scenes",
+    "open_image",
+    "read_rois",
+    "read_seg_npy",
+    "rois_to_labels",
+    "write_labels",
+    "write_ome_tiff",
+    "write_roi_zip",
+    "write_seg_npy",
+]

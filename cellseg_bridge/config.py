@@ -39,6 +39,14 @@ class ReadOptions:
 
 
 @dataclass(frozen=True)
+class BatchOptions:
+    """How batch commands (convert, segment, restore) walk their inputs."""
+
+    #: Descend into sub-folders of folder inputs.
+    recursive: bool = False
+
+
+@dataclass(frozen=True)
 class ConvertOptions:
     """Options of ``cellseg convert``."""
 
@@ -67,6 +75,7 @@ class Defaults:
     """All defaults, one object (serialised by ``cellseg defaults --json``)."""
 
     read: ReadOptions = field(default_factory=ReadOptions)
+    batch: BatchOptions = field(default_factory=BatchOptions)
     convert: ConvertOptions = field(default_factory=ConvertOptions)
     rois: RoiOptions = field(default_factory=RoiOptions)
 

@@ -1,0 +1,1 @@
+"""Pure array algorithms: no file I/O, no torch, no CLI."""
