@@ -16,11 +16,14 @@ The rules follow Cellpose 3.1 (``masks_to_flows_cpu``):
 * flows are central differences of the raw heat (no log: Cellpose 3 removed it),
   neighbours outside the mask counting as 0, divided by ``1e-60 + |gradient|``.
 
-Design: one numba pass collects bounding boxes and centroids of all labels;
-a second, parallel pass (``prange`` over labels) runs the diffusion of each
-mask on a dense, zero-padded copy of its bounding box, using a separable
-3-tap box sum that the compiler vectorises. Masks never share pixels, so each
-writes its own output pixels without locking.
+Design: one numba pass collects bounding boxes and coordinate sums of all
+labels; a second, parallel pass (``prange`` over labels) runs the diffusion of
+each mask on a dense, zero-padded copy of its bounding box (contiguous loops the
+compiler vectorises). Masks never share pixels, so each writes its own output
+pixels without locking. In 2D the arithmetic (local box coordinates for the
+centroid, the order of the 9 terms of each sum) is Cellpose's, so the float64
+flows are bit-identical to Cellpose 3.1.1.3's (checked on a 1024x1024 image of
+463 nuclei).
 """
 
 from __future__ import annotations
@@ -121,35 +124,43 @@ def _stats_2d(masks: np.ndarray, nlab: int) -> tuple:
 
 
 @njit(cache=True, nogil=True)
-def _heat_2d(masks, lab, y0, y1, x0, x1, my, mx):
-    """Diffuse heat in the padded bounding box of one mask; return (T, inside)."""
+def _heat_2d(masks, lab, y0, y1, x0, x1, sy, sx, n):
+    """Diffuse heat in the padded bounding box of one mask; return (T, inside).
+
+    Coordinates are local to the box padded by 1 (as in Cellpose), so that the
+    centroid, the distances to it and hence the choice of the source among
+    equidistant pixels are bit-identical to Cellpose's.
+    """
     hh = y1 - y0 + 3
     ww = x1 - x0 + 3
+    my = (sy - n * (y0 - 1)) / n  # exact integer sums, then one division
+    mx = (sx - n * (x0 - 1)) / n
     inside = np.zeros((hh, ww), np.float64)
     best = np.inf
     cy = 0
     cx = 0
-    for y in range(y0, y1 + 1):
-        for x in range(x0, x1 + 1):
-            if masks[y, x] == lab:
-                inside[y - y0 + 1, x - x0 + 1] = 1.0
-                d = (y - my) ** 2 + (x - mx) ** 2
+    for y in range(1, hh - 1):
+        for x in range(1, ww - 1):
+            if masks[y0 + y - 1, x0 + x - 1] == lab:
+                inside[y, x] = 1.0
+                d = (x - mx) ** 2 + (y - my) ** 2
                 if d < best:
                     best = d
-                    cy = y - y0 + 1
-                    cx = x - x0 + 1
+                    cy = y
+                    cx = x
     niter = 2 * (hh + ww)
     heat = np.zeros((hh, ww), np.float64)
-    rows = np.zeros((hh, ww), np.float64)
+    new = np.zeros((hh, ww), np.float64)
     ninth = 1.0 / 9.0
     for _ in range(niter):
         heat[cy, cx] += 1.0
         for y in range(1, hh - 1):
             for x in range(1, ww - 1):
-                rows[y, x] = heat[y, x - 1] + heat[y, x] + heat[y, x + 1]
-        for y in range(1, hh - 1):
-            for x in range(1, ww - 1):
-                heat[y, x] = inside[y, x] * (ninth * (rows[y - 1, x] + rows[y, x] + rows[y + 1, x]))
+                # the 9 terms in Cellpose's order, for bit-identical sums
+                s = (heat[y, x] + heat[y - 1, x] + heat[y + 1, x] + heat[y, x - 1] + heat[y, x + 1]
+                     + heat[y - 1, x - 1] + heat[y - 1, x + 1] + heat[y + 1, x - 1] + heat[y + 1, x + 1])
+                new[y, x] = inside[y, x] * (ninth * s)
+        heat, new = new, heat
     return heat, inside
 
 
@@ -160,9 +171,7 @@ def _flows_2d(masks, box, count, sums, out):
         if count[lab] == 0:
             continue
         y0, y1, x0, x1 = box[lab, 0], box[lab, 1], box[lab, 2], box[lab, 3]
-        my = sums[lab, 0] / count[lab]
-        mx = sums[lab, 1] / count[lab]
-        heat, inside = _heat_2d(masks, lab, y0, y1, x0, x1, my, mx)
+        heat, inside = _heat_2d(masks, lab, y0, y1, x0, x1, sums[lab, 0], sums[lab, 1], count[lab])
         for y in range(1, y1 - y0 + 2):
             for x in range(1, x1 - x0 + 2):
                 if inside[y, x] == 0.0:
@@ -302,7 +311,7 @@ def _flows_into(labels: np.ndarray, dtype: type) -> np.ndarray:
     return out
 
 
-def masks_to_flows(masks: np.ndarray) -> np.ndarray:
+def masks_to_flows(masks: np.ndarray, *, dtype: type = np.float32) -> np.ndarray:
     """Compute Cellpose flow fields from a label image.
 
     Parameters
@@ -310,12 +319,15 @@ def masks_to_flows(masks: np.ndarray) -> np.ndarray:
     masks : ndarray of int, shape (Y, X) or (Z, Y, X)
         Label image, 0 = background, 1, 2, ... = masks (labels need not be
         consecutive).
+    dtype : numpy float type
+        Output type. The computation is in float64; with ``np.float64`` the 2D
+        flows are bit-identical to Cellpose 3.1's ``masks_to_flows`` on CPU.
 
     Returns
     -------
-    flows : ndarray of float32, shape (2, Y, X) or (3, Z, Y, X)
+    flows : ndarray, shape (2, Y, X) or (3, Z, Y, X)
         Unit vectors ``(dY, dX)`` (3D: ``(dZ, dY, dX)``) pointing toward each
-        mask's diffusion source; 0 outside masks (and at pixels whose gradient is
+        mask's diffusion source; 0 outside masks (and where the gradient is
         exactly 0, such as one-pixel masks). This is the flow itself; the
         network is trained to output 5 times it.
 
@@ -331,4 +343,4 @@ def masks_to_flows(masks: np.ndarray) -> np.ndarray:
     slices without renormalising; see the module docstring for the rules.
     """
     labels = prepare_labels(masks)
-    return _flows_into(labels, np.float32)
+    return _flows_into(labels, np.dtype(dtype).type)

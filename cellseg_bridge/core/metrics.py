@@ -160,10 +160,10 @@ def _match(ov: Overlaps, threshold: float) -> tuple[np.ndarray, np.ndarray, np.n
         rows, cols = linear_sum_assignment(cost)
         ok = cost[rows, cols] < 0
         rows, cols = rows[ok], cols[ok]
-        lookup = {(a, b): v for a, b, v in zip(rt_idx, rp_idx, riou)}
+        lookup = {(a, b): v for a, b, v in zip(rt_idx, rp_idx, riou, strict=False)}
         out_t.append(ut[rows])
         out_p.append(up[cols])
-        out_iou.append(np.array([lookup[(a, b)] for a, b in zip(rows, cols)], float))
+        out_iou.append(np.array([lookup[(a, b)] for a, b in zip(rows, cols, strict=False)], float))
     return np.concatenate(out_t), np.concatenate(out_p), np.concatenate(out_iou)
 
 

@@ -28,7 +28,7 @@ DSB_IDS = [  # fluorescence images of various sizes and densities
 
 def _disk(shape: tuple[int, ...], centre: tuple[float, ...], radius: float) -> np.ndarray:
     grid = np.indices(shape)
-    return sum((g - c) ** 2 for g, c in zip(grid, centre)) <= radius**2
+    return sum((g - c) ** 2 for g, c in zip(grid, centre, strict=False)) <= radius**2
 
 
 def _dsb_labels(root: Path) -> np.ndarray:
@@ -68,8 +68,10 @@ def _euler_reference(dP: np.ndarray, mask: np.ndarray, niter: int) -> np.ndarray
         step = []
         for c in range(2):
             f = field[c].astype(np.float64)
-            v = (f[y0, x0] * (1 - fy) * (1 - fx) + f[y0, x1] * (1 - fy) * fx
-                 + f[y1, x0] * fy * (1 - fx) + f[y1, x1] * fy * fx)
+            # Cellpose's mixed precision: products of two float32 values are float32
+            f10y = (f[y1, x0] * fy).astype(np.float32).astype(np.float64)
+            f11yx = ((f[y1, x1] * fy).astype(np.float32) * fx).astype(np.float32).astype(np.float64)
+            v = f[y0, x0] * (1 - fy) * (1 - fx) + f[y0, x1] * (1 - fy) * fx + f10y * (1 - fx) + f11yx
             step.append(v.astype(np.float32))
         p[0] = np.minimum(np.float32(ly - 1), np.maximum(np.float32(0), p[0] + step[0]))
         p[1] = np.minimum(np.float32(lx - 1), np.maximum(np.float32(0), p[1] + step[1]))
@@ -112,6 +114,17 @@ def test_follow_flows_bit_identical_to_plain_euler(niter: int) -> None:
     dP, _ = _inputs(labels, noise=1.0, seed=3)
     mask = labels > 0
     np.testing.assert_array_equal(follow_flows(dP, mask, niter), _euler_reference(dP, mask, niter))
+
+
+def test_follow_flows_ignores_non_finite_flows() -> None:
+    labels = np.zeros((30, 30), np.int32)
+    labels[_disk(labels.shape, (15, 15), 8)] = 1
+    dP, cellprob = _inputs(labels, noise=0.0)
+    dP[:, 15, 10] = np.nan
+    dP[0, 12, 15] = np.inf
+    p = follow_flows(dP, cellprob > 0)
+    assert np.isfinite(p).all()
+    assert compute_masks(dP, cellprob).max() == 1
 
 
 def test_follow_flows_validates_shapes() -> None:

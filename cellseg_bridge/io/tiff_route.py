@@ -1,0 +1,271 @@
+"""TIFF route of :mod:`cellseg_bridge.io.reader`: pixels through tifffile, metadata from OME or TIFF tags.
+
+aicsimageio 4.14 reads TIFF pages through a tifffile 2023.2 code path that
+calls ``ndarray.newbyteorder``, which numpy 2 removed, so big-endian TIFFs
+(ImageJ writes big-endian) fail when computed; pixels are therefore read
+through tifffile's zarr interface, one chunk per plane. OME-TIFF metadata still
+comes from aicsimageio (:mod:`cellseg_bridge.io.aics_route`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+
+from cellseg_bridge.errors import InputError
+from cellseg_bridge.io.aics_route import _open_aics
+from cellseg_bridge.io.route_common import _AXIS_LETTERS, ScaleDict, _Image, _refuse_axes, _resolve_scene
+
+logger = logging.getLogger(__name__)
+
+#: Largest Y/X extent of one dask chunk of a TIFF plane (whole-slide images).
+_TIFF_CHUNK_YX = 4096
+
+
+@dataclass
+class _TiffSeriesInfo:
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    axes: str
+
+
+@dataclass
+class _TiffInfo:
+    is_ome: bool
+    is_imagej: bool
+    series: list[_TiffSeriesInfo]
+
+
+class _TiffLogCatcher(logging.Handler):
+    """Collects tifffile's log messages that mean the file structure is broken."""
+
+    _DAMAGE = ("invalid page offset", "corrupted file", "truncated")
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.messages: list[str] = []
+        self.thread = threading.get_ident()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread != self.thread:  # another file opened concurrently
+            return
+        message = record.getMessage()
+        if any(key in message for key in self._DAMAGE):
+            self.messages.append(message)
+
+
+def _inspect_tiff(path: Path) -> _TiffInfo:
+    """Read a TIFF's structure with tifffile; raise InputError if it is damaged.
+
+    tifffile does not raise on a broken page chain: it logs and returns fewer
+    pages (a truncated 5-plane stack would open as 1 plane). Its log messages
+    about damage are therefore caught and turned into an error, and every page's
+    pixel data must lie inside the file.
+    """
+    import tifffile
+
+    catcher = _TiffLogCatcher()
+    tiff_logger = logging.getLogger("tifffile")
+    tiff_logger.addHandler(catcher)
+    file_size = path.stat().st_size
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = []
+            for s in tif.series:
+                for page in s.pages:
+                    if page is None:
+                        continue
+                    ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts) if n]
+                    if ends and max(ends) > file_size:
+                        raise InputError("truncated TIFF: pixel data extend past the end of the file", path)
+                series.append(_TiffSeriesInfo(tuple(int(n) for n in s.shape), np.dtype(s.dtype), str(s.axes)))
+            info = _TiffInfo(is_ome=bool(tif.is_ome), is_imagej=bool(tif.is_imagej), series=series)
+    except tifffile.TiffFileError as exc:
+        raise InputError(f"not a valid TIFF file ({exc})", path) from exc
+    except (OSError, ValueError, KeyError, IndexError) as exc:
+        raise InputError(f"damaged TIFF file ({type(exc).__name__}: {exc})", path) from exc
+    finally:
+        tiff_logger.removeHandler(catcher)
+    if catcher.messages:
+        raise InputError(f"damaged or truncated TIFF ({catcher.messages[0]})", path)
+    if not info.series:
+        raise InputError("TIFF file holds no image", path)
+    return info
+
+
+class _TiffSeriesArray:
+    """Array-like view of one TIFF series for ``dask.array.from_array``.
+
+    It holds only the path and the series index and opens the file for each
+    read (through tifffile's zarr store, which handles big-endian data under
+    numpy 2), so it is cheap to pickle to Dask workers.
+    """
+
+    def __init__(self, path: Path, series: int, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.path = str(path)
+        self.series = series
+        self.shape = shape
+        self.dtype = dtype.newbyteorder("=")
+        self.ndim = len(shape)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        import tifffile
+        import zarr
+
+        with tifffile.TiffFile(self.path) as tif, tif.aszarr(series=self.series, level=0) as store:
+            return np.asarray(zarr.open(store, mode="r")[key], dtype=self.dtype)
+
+
+def _guess_tiff_axes(axes: str, path: Path) -> str:
+    """Replace tifffile's unknown axis letters by T/C/Z; log what was assumed."""
+    known = [a if a in _AXIS_LETTERS else "?" for a in axes]
+    unknown = [i for i, a in enumerate(known) if a == "?"]
+    if not unknown:
+        return axes
+    free = [letter for letter in "ZCT" if letter not in known]
+    if len(free) < len(unknown):
+        raise InputError(f"cannot interpret TIFF axes {axes!r}; state them with axes=...", path)
+    for i, letter in zip(reversed(unknown), free):
+        known[i] = letter
+    guessed = "".join(known)
+    logger.warning(
+        "%s: the file does not record what its axes are (tifffile: %r); assumed %r. "
+        "Pass axes=... (e.g. 'TYX' for a time series) to state them.",
+        path,
+        axes,
+        guessed,
+    )
+    return guessed
+
+
+def _open_tiff(path: Path, scene: int | str | None, axes: str | None) -> _Image:
+    """Open a TIFF: pixels through tifffile, metadata from OME (aicsimageio) or TIFF tags."""
+    tiff = _inspect_tiff(path)
+    if tiff.is_ome:
+        _refuse_axes(axes, "OME-TIFF", path)
+        meta = _open_aics(path, "TIFF", scene, ome=True)
+        index = meta.scene_index
+        scenes, names, sizes = meta.scenes, meta.channel_names, meta.sizes
+    else:
+        scenes = [f"Image:{i}" for i in range(len(tiff.series))]
+        index = _resolve_scene(scenes, scene, path)
+        names, sizes = None, {}
+    series = tiff.series[index]
+    if axes is not None:
+        if len(axes) != len(series.shape):
+            raise InputError(
+                f"axes {axes!r} has {len(axes)} letters but the image has {len(series.shape)} "
+                f"dimensions (shape {series.shape})",
+                path,
+            )
+        dims = axes
+    else:
+        dims = _guess_tiff_axes(series.axes, path)
+    if not tiff.is_ome:
+        sizes = _tiff_pixel_sizes(path, index, tiff.is_imagej)
+    array = _TiffSeriesArray(path, index, series.shape, series.dtype)
+    chunks = tuple(
+        min(n, _TIFF_CHUNK_YX) if letter in "YX" else (n if letter == "S" else 1)
+        for letter, n in zip(dims, series.shape)
+    )
+    stat = path.stat()
+    name = "tiff-" + dask.base.tokenize(str(path), stat.st_mtime_ns, stat.st_size, index)
+    data = da.from_array(array, chunks=chunks, name=name, meta=np.empty((0,) * array.ndim, array.dtype))
+    if tiff.is_ome:
+        _check_ome_shape(meta, data, dims, path)
+    return _Image(data, dims, names, sizes, scenes, index, "tifffile")
+
+
+def _check_ome_shape(meta: _Image, data: da.Array, dims: str, path: Path) -> None:
+    """The tifffile series must agree with aicsimageio's OME dims, else names/sizes could be misassigned."""
+    ours = {letter: n for letter, n in zip(dims, data.shape)}
+    theirs = {letter: n for letter, n in zip(meta.dims, meta.data.shape)}
+    for letter in "TCZYXS":
+        if ours.get(letter, 1) != theirs.get(letter, 1):
+            raise InputError(
+                f"OME metadata and TIFF pages disagree on axis {letter} "
+                f"({theirs.get(letter, 1)} vs {ours.get(letter, 1)})",
+                path,
+            )
+
+
+#: Micrometres per length unit, for ImageJ's ``unit=`` and TIFF resolution units.
+_UM_PER_UNIT = {
+    "µm": 1.0,
+    "um": 1.0,
+    "micron": 1.0,
+    "microns": 1.0,
+    "micrometer": 1.0,
+    "micrometre": 1.0,
+    "nm": 1e-3,
+    "nanometer": 1e-3,
+    "mm": 1e3,
+    "millimeter": 1e3,
+    "cm": 1e4,
+    "centimeter": 1e4,
+    "m": 1e6,
+    "meter": 1e6,
+    "inch": 25400.0,
+    "in": 25400.0,
+}
+#: TIFF ResolutionUnit tag values: 2 inch, 3 centimetre (4 mm and 5 µm are tifffile extensions).
+_TIFF_RESUNIT_UM = {2: 25400.0, 3: 1e4, 4: 1e3, 5: 1.0}
+
+
+def _tiff_pixel_sizes(path: Path, series_index: int, is_imagej: bool) -> ScaleDict:
+    """Return ``{"Z", "Y", "X"}`` in µm from ImageJ metadata or TIFF resolution tags."""
+    import tifffile
+
+    none: ScaleDict = {"Z": None, "Y": None, "X": None}
+    with tifffile.TiffFile(path) as tif:
+        page = tif.series[series_index].pages[0]
+        tags = page.tags
+        xres = tags.get("XResolution")
+        yres = tags.get("YResolution")
+        unit_tag = tags.get("ResolutionUnit")
+        imagej = dict(tif.imagej_metadata or {}) if is_imagej else {}
+    if is_imagej:
+        unit = str(imagej.get("unit", "")).replace("\\u00B5", "µ").replace("\u03bc", "µ").strip().lower()
+        factor = _UM_PER_UNIT.get(unit)
+        if factor is None:
+            if unit not in ("", "pixel", "pixels"):
+                logger.warning("%s: unknown ImageJ length unit %r; pixel size left unknown", path, unit)
+            return none
+        z = imagej.get("spacing")
+        return {
+            "Z": None if z is None else float(z) * factor,
+            "Y": _size_from_resolution(yres, factor),
+            "X": _size_from_resolution(xres, factor),
+        }
+    unit_value = int(unit_tag.value) if unit_tag is not None else 1
+    factor = _TIFF_RESUNIT_UM.get(unit_value)
+    if factor is None:  # 1 = no absolute unit: the resolution is an aspect ratio only
+        return none
+    if unit_value == 2 and _whole_dpi(xres) and _whole_dpi(yres):
+        logger.info("%s: resolution is a whole number of dots per inch (display setting); pixel size unknown", path)
+        return none
+    return {"Z": None, "Y": _size_from_resolution(yres, factor), "X": _size_from_resolution(xres, factor)}
+
+
+def _size_from_resolution(tag: Any, um_per_unit: float) -> float | None:
+    """Pixel size in µm from a TIFF rational resolution (pixels per unit)."""
+    if tag is None:
+        return None
+    num, den = tag.value
+    if not num or not den:
+        return None
+    return um_per_unit * den / num
+
+
+def _whole_dpi(tag: Any) -> bool:
+    if tag is None:
+        return True
+    num, den = tag.value
+    return bool(den) and num % den == 0
