@@ -1,6 +1,6 @@
 """Run every benchmark and print ours against the reference measured in the same run.
 
-Usage: ``python benchmarks/run_all.py [NAME ...]`` (names: convert, rois). Threads are
+Usage: ``python benchmarks/run_all.py [NAME ...]`` (names: convert, rois, dynamics, segment). Threads are
 limited to 2 (the CI machine's size) unless ``OMP_NUM_THREADS`` is set.
 """
 
@@ -16,7 +16,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("NUMBA_NUM_THREADS", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-BENCHMARKS = {"convert": "bench_convert", "rois": "bench_rois"}
+BENCHMARKS = {
+    "convert": "bench_convert",
+    "rois": "bench_rois",
+    "dynamics": "bench_dynamics",
+    "segment": "bench_segment",
+}
 
 
 def main(names: list[str]) -> int:

@@ -6,6 +6,8 @@ Public API (everything else is internal and may change):
 - writing: :func:`write_ome_tiff`, :func:`write_labels`, :func:`read_seg_npy`, :func:`write_seg_npy`
 - ImageJ ROIs: :func:`labels_to_rois`, :func:`write_roi_zip`, :func:`read_rois`, :func:`rois_to_labels`
 - batch conversion: :func:`convert`
+- segmentation: :func:`segment` (arrays), :func:`load_model`, :func:`segment_files` (batch of files)
+- models: :func:`resolve_model`, :func:`list_models`
 - the shared defaults: :data:`DEFAULTS`
 """
 
@@ -17,6 +19,9 @@ from cellseg_bridge.io.roi_export import labels_to_rois, write_roi_zip
 from cellseg_bridge.io.roi_import import read_rois, rois_to_labels
 from cellseg_bridge.io.seg_npy import read_seg_npy, write_seg_npy
 from cellseg_bridge.io.writers import write_labels, write_ome_tiff
+from cellseg_bridge.nn.registry import list_models, resolve_model
+from cellseg_bridge.segment import load_model, segment
+from cellseg_bridge.segment_batch import segment_files
 
 __all__ = [
     "DEFAULTS",
@@ -25,11 +30,16 @@ __all__ = [
     "InputError",
     "convert",
     "labels_to_rois",
+    "list_models",
     "list_scenes",
+    "load_model",
     "open_image",
     "read_rois",
     "read_seg_npy",
+    "resolve_model",
     "rois_to_labels",
+    "segment",
+    "segment_files",
     "write_labels",
     "write_ome_tiff",
     "write_roi_zip",

@@ -292,7 +292,7 @@ def _run_item(
     for out in item.outputs:
         other = claimed.get(out.resolve())
         if other is not None:
-            _fail(report, item.name, f"output {out} is also the output of {other}; convert them to different folders")
+            _fail(report, item.name, f"output {out} is also the output of {other}; write them to different folders")
             return
     for out in item.outputs:
         claimed[out.resolve()] = item.name

@@ -95,6 +95,93 @@ def convert(
         ctx.exit(1)
 
 
+_SEG = DEFAULTS.segment
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder (created if needed).")
+@click.option("--model", default=_SEG.model, show_default=True,
+              help="Model name (bundled, cache, Cellpose zoo) or checkpoint path.")
+@click.option("--diameter", type=float, default=_SEG.diameter,
+              help="Object diameter in pixels; default: the model's size estimate or training diameter.")
+@click.option("--channel", default=str(_SEG.channel), show_default=True,
+              help="Channel to segment: 0-based index or channel name.")
+@click.option("--nuclear-channel", default=_SEG.nuclear_channel,
+              help="Nuclear channel (index or name) for 2-channel cytoplasm models.")
+@click.option("--cellprob-threshold", type=float, default=_SEG.cellprob_threshold, show_default=True,
+              help="Cell probability (logit) threshold; lower finds more/larger cells.")
+@click.option("--flow-threshold", type=float, default=_SEG.flow_threshold, show_default=True,
+              help="Maximum flow error of a mask (0 disables the check).")
+@click.option("--do-3d/--no-do-3d", "do_3d", default=_SEG.do_3d, show_default=True,
+              help="True 3D segmentation of Z stacks (default: plane by plane).")
+@click.option("--stitch-threshold", type=float, default=_SEG.stitch_threshold, show_default=True,
+              help="Plane by plane: join masks of neighbouring planes with IoU above this (0: no stitching).")
+@click.option("--tile-size", type=int, default=_SEG.tile_size, show_default=True,
+              help="Network tile side in pixels.")
+@click.option("--augment/--no-augment", default=_SEG.augment, show_default=True,
+              help="Test-time augmentation (overlapping, flipped tiles; slower).")
+@click.option("--device", default=_SEG.device, show_default=True,
+              help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--scene", default=DEFAULTS.read.scene,
+              help="Segment only this scene (name or 0-based index); default: every scene.")
+@click.option("--axes", default=DEFAULTS.read.axes,
+              help="Axis order of plain TIFFs whose axes are ambiguous, e.g. ZYX.")
+@click.option("--save-seg-npy", is_flag=True, help="Also write <base>_seg.npy for Cellpose's GUI (2D images).")
+@click.option("--save-flows", is_flag=True, help="Also write the network's flows as <base>_flows.ome.tif.")
+@click.option("--no-rois", is_flag=True, help="Do not write <base>_RoiSet.zip.")
+@click.option("--no-overlay", is_flag=True, help="Do not write <base>_overlay.png.")
+@click.option("--no-csv", is_flag=True, help="Do not write <base>_cells.csv.")
+@click.option("--overwrite/--no-overwrite", default=DEFAULTS.convert.overwrite, show_default=True,
+              help="Redo scenes whose outputs exist (default: skip them, so a re-run resumes).")
+@click.option("-r", "--recursive/--no-recursive", default=DEFAULTS.batch.recursive, show_default=True,
+              help="Descend into sub-folders of folder inputs.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the result as JSON (outputs per input and scene, failures).")
+@click.pass_context
+def segment(ctx: click.Context, inputs: tuple[str, ...], out_dir: Path, model: str, channel: str,
+            nuclear_channel: str | None, scene: str | None, axes: str | None, save_seg_npy: bool,
+            save_flows: bool, no_rois: bool, no_overlay: bool, no_csv: bool, overwrite: bool,
+            recursive: bool, as_json: bool, **options) -> None:
+    """Segment cells in images (files, folders, glob patterns); write labels, ROIs, a table, an overlay.
+
+    Per input scene, into --out: <base>_labels.ome.tif, <base>_RoiSet.zip,
+    <base>_cells.csv, <base>_overlay.png (and _seg.npy, _flows.ome.tif on
+    request), <base> being <stem> or <stem>_s<index>_<scene> for files with
+    several scenes. Scenes whose outputs exist are skipped. Exits with status
+    1 when anything failed (the other inputs are still segmented).
+    """
+    from cellseg_bridge.segment_batch import segment_files
+
+    quiet = bool(ctx.find_root().params.get("quiet"))
+    outputs = [kind for kind, off in (("labels", False), ("rois", no_rois), ("csv", no_csv), ("overlay", no_overlay))
+               if not off]
+    report = _run(
+        segment_files,
+        list(inputs),
+        out_dir,
+        model=model,
+        overwrite=overwrite,
+        scene=scene,
+        axes=axes,
+        outputs=outputs,
+        save_seg_npy=save_seg_npy,
+        save_flows=save_flows,
+        recursive=recursive,
+        quiet=quiet or as_json,
+        channel=_scene_arg(channel),
+        nuclear_channel=_scene_arg(nuclear_channel),
+        **options,
+    )
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        click.echo(report.summary())
+    if not report.ok:
+        ctx.exit(1)
+
+
 @main.group()
 def rois() -> None:
     """Convert between label images and ImageJ ROI Manager files (RoiSet.zip)."""
@@ -136,6 +223,82 @@ def rois_to_labels(roi_file: Path, like: Path, out: Path, overlap: str) -> None:
         click.echo(f"corrupt: {problem}", err=True)
     for index, name, reason in report.skipped:
         click.echo(f"skipped ROI {index} {name!r}: {reason}", err=True)
+
+
+@main.group()
+def models() -> None:
+    """List, inspect, import and download models (bundled, cache, Cellpose zoo)."""
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def models_list(as_json: bool) -> None:
+    """List the models found, in lookup order: bundled, cache, Cellpose zoo folder."""
+    from cellseg_bridge.nn.registry import list_models, searched_dirs
+
+    found = _run(list_models)
+    if as_json:
+        click.echo(json.dumps([m.to_dict() for m in found], indent=2))
+        return
+    for m in found:
+        note = "" if m.active else "  (shadowed)"
+        size = "size model" if m.has_size_model else "-"
+        click.echo(f"{m.name:<24} {m.source:<13} {m.size_bytes / 1e6:7.1f} MB  {size:<10} {m.path}{note}")
+    if not found:
+        click.echo("no models found; get one with `cellseg models download nuclei` "
+                   "or `cellseg models import PATH`")
+    click.echo("searched: " + "; ".join(f"{s} {p}" for s, p in searched_dirs().items()), err=True)
+
+
+@models.command("info")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def models_info(name: str, as_json: bool) -> None:
+    """Show where model NAME (or a checkpoint path) is and what it is."""
+    from cellseg_bridge.nn.registry import model_info
+
+    data = _run(model_info, name)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    for key in ("name", "source", "path", "size_bytes", "size_model"):
+        click.echo(f"{key:<12} {data[key]}")
+    for key, value in (data.get("architecture") or {}).items():
+        click.echo(f"{key:<12} {value}")
+    if "error" in data:
+        click.echo(f"error        {data['error']}")
+    for other in data["shadowed"]:
+        click.echo(f"shadows      {other['source']} {other['path']}")
+
+
+@models.command("import")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--name", default=None, help="Model name (default: the file name without suffix).")
+@click.option("--overwrite", is_flag=True, help="Replace a cached model of the same name.")
+def models_import(path: Path, name: str | None, overwrite: bool) -> None:
+    """Validate checkpoint PATH and copy it into the model cache."""
+    from cellseg_bridge.nn.registry import import_model
+
+    dest = _run(import_model, path, name, overwrite=overwrite)
+    click.echo(f"imported {path} as {dest.name!r}: {dest}")
+
+
+@models.command("download")
+@click.argument("name")
+@click.option("--url", "base_url", default=None,
+              help="Base URL of the model files (default: $CELLSEG_BRIDGE_MODEL_URL or the Cellpose server).")
+@click.option("--sha256", "sha256", default=None, help="Expected sha256 of the weights file.")
+@click.option("--overwrite", is_flag=True, help="Download again / replace a cached model of that name.")
+@click.pass_context
+def models_download(ctx: click.Context, name: str, base_url: str | None, sha256: str | None,
+                    overwrite: bool) -> None:
+    """Download Cellpose zoo model NAME (cyto3, nuclei, denoise_cyto3, ...) into the cache."""
+    from cellseg_bridge.nn.registry import download_model
+
+    quiet = bool(ctx.find_root().params.get("quiet"))
+    dest = _run(download_model, name, base_url=base_url, expected_sha256=sha256,
+                overwrite=overwrite, progress=not quiet)
+    click.echo(f"{name}: {dest}")
 
 
 def _scene_arg(scene: str | None) -> int | str | None:

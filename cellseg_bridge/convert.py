@@ -12,7 +12,8 @@ Naming rule (``out_dir`` / name):
   depend on the selection.
 
 ``<stem>`` is the input's name without its extension (``.ome.tif``/``.ome.tiff``
-count as one extension). Two inputs that map to the same output in one run
+count as one extension). The rule lives in :mod:`cellseg_bridge.naming`, shared
+with the other batch commands. Two inputs that map to the same output in one run
 (``a/x.czi`` and ``b/x.nd2``) are not both converted: the second is reported
 as failed. Inputs are only read; an output that would replace its own input
 is refused.
@@ -25,18 +26,19 @@ unless ``overwrite``.
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 from cellseg_bridge.batch import BatchReport, WorkItem, run_batch
 from cellseg_bridge.config import DEFAULTS
-from cellseg_bridge.errors import InputError
+from cellseg_bridge.naming import axes_for as _axes_for
+from cellseg_bridge.naming import file_stem, plan_scene_items, sanitise, scene_stem, select_scene
 
 log = logging.getLogger(__name__)
 
+__all__ = ["convert", "plan_outputs", "output_name", "file_stem", "sanitise", "select_scene"]
+
 OUTPUT_SUFFIX = ".ome.tif"
-_MAX_SCENE_CHARS = 60
 
 
 def convert(
@@ -139,88 +141,12 @@ def plan_outputs(source: Path, out_dir: Path, *, scene: int | str | None = None)
         The file cannot be read, the scene does not exist, or an output would
         replace the input.
     """
-    from cellseg_bridge.io.reader import list_scenes
-
-    scenes = [str(s) for s in list_scenes(source)]
-    if not scenes:
-        raise InputError("no image (scene) in this file", source)
-    indices = range(len(scenes)) if scene is None else [select_scene(scenes, scene, source)]
-    stem = file_stem(source)
-    items = []
-    for index in indices:
-        name = output_name(stem, index, scenes[index], len(scenes))
-        out = out_dir / name
-        if out.resolve() == source.resolve():
-            raise InputError(f"output {out} would replace the input; choose another --out folder", source)
-        label = str(source) if len(scenes) == 1 else f"{source} [scene {index} {scenes[index]!r}]"
-        items.append(WorkItem(source=source, outputs=(out,), key=index, label=label))
-    return items
-
-
-def select_scene(scenes: Sequence[str], scene: int | str, source: Path | None = None) -> int:
-    """Return the index of ``scene`` (a name, an index, or a string of digits) in ``scenes``.
-
-    Raises
-    ------
-    InputError
-        No such scene.
-    """
-    if isinstance(scene, str) and scene in scenes:
-        return list(scenes).index(scene)
-    try:
-        index = int(scene)
-    except (TypeError, ValueError):
-        raise InputError(f"no scene named {scene!r} (scenes: {', '.join(scenes)})", source) from None
-    if not 0 <= index < len(scenes):
-        raise InputError(f"scene index {index} out of range (file has {len(scenes)} scenes)", source)
-    return index
-
-
-def file_stem(path: Path) -> str:
-    """Return the name without its extension; ``.ome.tif(f)`` counts as one extension."""
-    name = path.name
-    lower = name.lower()
-    for suffix in (".ome.tiff", ".ome.tif", ".ome.btf"):
-        if lower.endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
-
-
-def sanitise(text: str, limit: int = _MAX_SCENE_CHARS) -> str:
-    """Replace runs of characters other than ``A-Za-z0-9._-`` by ``_``; trim ``._-`` at the ends."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._-")[:limit].rstrip("._-")
+    return plan_scene_items(source, out_dir, (OUTPUT_SUFFIX,), scene=scene)
 
 
 def output_name(stem: str, index: int, scene_name: str, n_scenes: int) -> str:
     """Return the output file name of one scene (see the module docstring)."""
-    if n_scenes == 1:
-        return f"{stem}{OUTPUT_SUFFIX}"
-    width = len(str(n_scenes - 1))
-    clean = sanitise(scene_name)
-    tail = f"_{clean}" if clean else ""
-    return f"{stem}_s{index:0{width}d}{tail}{OUTPUT_SUFFIX}"
-
-
-def _axes_for(source: Path, axes: str | None) -> str | None:
-    """``axes`` for plain TIFFs only: formats that record their axes (CZI, ND2, LIF, OME-TIFF) ignore it."""
-    if axes is None:
-        return None
-    from cellseg_bridge.io.reader import SUPPORTED_SUFFIXES
-
-    if SUPPORTED_SUFFIXES.get(source.suffix.lower()) != "TIFF":
-        log.debug("%s: --axes ignored (the format records its axes)", source)
-        return None
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(source) as tif:
-            is_ome = tif.is_ome
-    except (OSError, ValueError, tifffile.TiffFileError):
-        return axes  # let the reader report what is wrong with the file
-    if is_ome:
-        log.debug("%s: --axes ignored (OME-TIFF records its axes)", source)
-        return None
-    return axes
+    return scene_stem(stem, index, scene_name, n_scenes) + OUTPUT_SUFFIX
 
 
 def _open(source: Path, scene_index: int, axes: str | None):
