@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import importlib
 import pickle
 
 import numpy as np
@@ -15,8 +16,10 @@ from cellseg_bridge.core.metrics import average_precision
 from cellseg_bridge.errors import InputError
 from cellseg_bridge.nn import CellposeUNet, save_checkpoint
 from cellseg_bridge.nn.size_model import SizeModel, fit_size_model, load_size_model
-from cellseg_bridge import segment as seg_mod
 from cellseg_bridge.segment import SegmentationModel, SegmentResult, load_model, segment
+
+# the module itself (the package attribute ``cellseg_bridge.segment`` is the function)
+seg_mod = importlib.import_module("cellseg_bridge.segment")
 
 CHECKPOINT = "cellpose3_dsb2018_nuclei.pth"
 
