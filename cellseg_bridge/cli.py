@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -46,7 +47,16 @@ def defaults() -> None:
     click.echo(json.dumps(DEFAULTS.to_dict(), indent=2))
 
 
+def _dask_options(func):
+    """--workers / --scheduler (Dask), shared by the batch commands."""
+    func = click.option("--scheduler", default=DEFAULTS.distributed.scheduler,
+                        help="Address of a running Dask scheduler (tcp://host:8786): one task per scene.")(func)
+    return click.option("--workers", type=click.IntRange(min=1), default=DEFAULTS.distributed.workers,
+                        help="Run on a local Dask cluster of N worker processes (one task per scene).")(func)
+
+
 @main.command()
+@_dask_options
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output folder (created if needed).")
@@ -70,6 +80,8 @@ def convert(
     axes: str | None,
     compression: str,
     recursive: bool,
+    workers: int | None,
+    scheduler: str | None,
 ) -> None:
     """Convert microscope files (CZI, ND2, LIF, TIFF, ...) to OME-TIFF, one file per scene.
 
@@ -80,6 +92,10 @@ def convert(
     from cellseg_bridge.convert import convert as run_convert
 
     quiet = bool(ctx.find_root().params.get("quiet"))
+    if workers or scheduler:
+        from cellseg_bridge.distributed import convert_distributed
+
+        run_convert = functools.partial(_run, convert_distributed, workers=workers, scheduler=scheduler)
     report = run_convert(
         list(inputs),
         out_dir,
@@ -139,11 +155,23 @@ _SEG = DEFAULTS.segment
               help="Descend into sub-folders of folder inputs.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the result as JSON (outputs per input and scene, failures).")
+@_dask_options
+@click.option("--chunked", is_flag=True,
+              help="Segment every plane in overlapping chunks (automatic above "
+                   f"{DEFAULTS.distributed.chunked_threshold_pixels} pixels): <base>_labels.ome.zarr + tiled .ome.tif.")
+@click.option("--chunk-size", type=click.IntRange(min=16), default=DEFAULTS.distributed.chunk_size,
+              show_default=True, help="Chunk core side (pixels) for chunked segmentation.")
+@click.option("--restore", "restore_types", default=None,
+              help="Restore before segmenting: type(s) (denoise, deblur, upsample, oneclick, aniso; model "
+                   "<type>_<target>) or restoration model names/paths, comma separated, applied in order.")
+@click.option("--restore-target", default=DEFAULTS.restore.target, show_default=True,
+              help="Model family of --restore types (<type>_<target>).")
 @click.pass_context
 def segment(ctx: click.Context, inputs: tuple[str, ...], out_dir: Path, model: str, channel: str,
             nuclear_channel: str | None, scene: str | None, axes: str | None, save_seg_npy: bool,
             save_flows: bool, no_rois: bool, no_overlay: bool, no_csv: bool, overwrite: bool,
-            recursive: bool, as_json: bool, **options) -> None:
+            recursive: bool, as_json: bool, workers: int | None, scheduler: str | None, chunked: bool,
+            chunk_size: int, restore_types: str | None, restore_target: str, **options) -> None:
     """Segment cells in images (files, folders, glob patterns); write labels, ROIs, a table, an overlay.
 
     Per input scene, into --out: <base>_labels.ome.tif, <base>_RoiSet.zip,
@@ -157,8 +185,20 @@ def segment(ctx: click.Context, inputs: tuple[str, ...], out_dir: Path, model: s
     quiet = bool(ctx.find_root().params.get("quiet"))
     outputs = [kind for kind, off in (("labels", False), ("rois", no_rois), ("csv", no_csv), ("overlay", no_overlay))
                if not off]
+    from cellseg_bridge.distributed import has_large_planes, segment_files_distributed
+
+    run_segment = segment_files
+    if restore_types:
+        if workers or scheduler or chunked:
+            raise click.UsageError("--restore cannot be combined with --workers, --scheduler or --chunked yet")
+        options.update(restore=restore_types, restore_target=restore_target)
+    elif workers or scheduler or chunked or has_large_planes(list(inputs), scene=_scene_arg(scene), axes=axes,
+                                                            recursive=recursive):
+
+        run_segment = functools.partial(segment_files_distributed, workers=workers, scheduler=scheduler,
+                                        chunked=chunked, chunk_size=chunk_size)
     report = _run(
-        segment_files,
+        run_segment,
         list(inputs),
         out_dir,
         model=model,
@@ -312,6 +352,23 @@ def _run(func, *args, **kwargs):
         return func(*args, **kwargs)
     except CellsegError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+from cellseg_bridge.cli_fiji import fiji as _fiji_group  # noqa: E402
+
+main.add_command(_fiji_group)
+
+from cellseg_bridge.cli_train import train as _train_command  # noqa: E402
+
+main.add_command(_train_command)
+
+from cellseg_bridge.cli_hitl import hitl as _hitl_group  # noqa: E402
+
+main.add_command(_hitl_group)
+
+from cellseg_bridge.cli_restore import restore as _restore_command  # noqa: E402
+
+main.add_command(_restore_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

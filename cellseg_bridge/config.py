@@ -101,6 +101,13 @@ class SegmentOptions:
     #: its output (the style vector is an average over the tile): AP@0.5 0.91 against 224-px
     #: tiles at tile_size 1024 on the dsb2018 test mosaic (docs/benchmarks.md).
     tile_size: int = 224
+    #: Tiles of tile_size <= 224 run k x k at a time as one network pass over the region they
+    #: cover (fewer pixels through the network: less overlap), the style still taken per
+    #: tile and blended in the decoder. 1: every tile on its own, Cellpose's output exactly.
+    #: k > 1 does NOT reproduce Cellpose: the tiles' zero-padded borders are gone, and that,
+    #: not the style, is most of the difference (k=8 on the dsb2018 2048^2 mosaic: AP@0.5 0.91
+    #: against the peer, 0.52x the network pixels, 2.5x peak memory; docs/benchmarks.md).
+    tile_group: int = 1
     #: Fraction of overlap between neighbouring tiles.
     tile_overlap: float = 0.1
     #: Test-time augmentation: 50% tile overlap and flipped tiles.
@@ -120,6 +127,137 @@ class SegmentOptions:
 
 
 @dataclass(frozen=True)
+class TrainOptions:
+    """Options of training (``train`` API, ``cellseg train``); None: the recipe's value."""
+
+    #: "hitl" (fine-tune on a few corrected images) or "generalist" (train from scratch).
+    recipe: str = "hitl"
+    #: "sgd" (momentum 0.9) or "adamw".
+    optimizer: str = "sgd"
+    #: Epochs; None: the recipe's (hitl 100, generalist 500).
+    n_epochs: int | None = None
+    #: Peak learning rate; None: the recipe's (hitl 0.1, generalist 0.2; AdamW 1e-3).
+    learning_rate: float | None = None
+    #: Weight decay; None: the recipe's (hitl 1e-4, generalist 1e-5).
+    weight_decay: float | None = None
+    #: Linear warm-up epochs at the start.
+    warmup_epochs: int = 10
+    #: Crops per optimiser step.
+    batch_size: int = 8
+    #: Side of the square training crops (pixels).
+    crop_size: int = 224
+    #: Random zoom factor uniform in [1 - r/2, 1 + r/2] (times diam_mean / image diameter).
+    scale_range: float = 0.5
+    #: Images with fewer masks are left out; None: the recipe's (hitl 0, generalist 5).
+    min_train_masks: int | None = None
+    #: Images drawn per epoch; None: the recipe's (hitl max(8, n), generalist n).
+    images_per_epoch: int | None = None
+    #: Network widths [nchan, c1, ...] of a new network (ignored when fine-tuning a model).
+    nbase: tuple[int, ...] = (2, 32, 64, 128, 256)
+    #: Diameter (pixels) a new network works at (ignored when fine-tuning a model).
+    diam_mean: float = 30.0
+    #: Model to start from (name or path); None: a new, randomly initialised network.
+    pretrained: str | None = None
+    #: Segmentation channel (index or name) and optional nuclear channel, as for segment.
+    channel: int | str = 0
+    nuclear_channel: int | str | None = None
+    #: Per-channel normalisation percentiles (must match inference).
+    normalize_percentiles: tuple[float, float] = (1.0, 99.0)
+    #: Suffix of label images beside their image: NAME + suffix + .tif.
+    mask_suffix: str = "_masks"
+    #: Validation AP every this many epochs (0: never).
+    val_every: int = 10
+    #: Checkpoint (last.pth + state) every this many epochs.
+    save_every: int = 10
+    #: Random seed (augmentation, sampling, initialisation): same seed, same run on the CPU.
+    seed: int = 0
+    #: Stop cleanly and save after this many minutes; None: no limit.
+    time_budget_min: float | None = None
+    #: Fit a size model (style -> diameter) after training.
+    fit_size_model: bool = True
+    #: "auto", "cpu", "cuda", "mps".
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    """Options of image restoration (``restore`` API, ``cellseg restore``, ``cellseg segment --restore``)."""
+
+    #: Restoration kind(s), applied in order: "denoise", "deblur", "upsample", "oneclick", "aniso".
+    types: tuple[str, ...] = ("denoise",)
+    #: Model family the kind is combined with: model name "<type>_<target>" (e.g. "denoise_nuclei").
+    target: str = "nuclei"
+    #: Restoration model name or checkpoint path; overrides types/target (one model).
+    model: str | None = None
+    #: Channel(s) to restore (index or name); None: every channel.
+    channel: int | str | None = None
+    #: Object diameter in pixels (images are rescaled to the model's diam_mean); None: no rescaling.
+    diameter: float | None = None
+    #: Per-channel percentile normalisation of the input (low, high); the output is normalised.
+    normalize_percentiles: tuple[float, float] = (1.0, 99.0)
+    #: Network tile side (pixels); tiles are blended as for segmentation.
+    tile_size: int = 224
+    #: Tiles per network batch.
+    batch_size: int = 8
+    #: "auto", "cpu", "cuda", "mps".
+    device: str = "auto"
+    #: Restoration output file suffix (after the scene's base name).
+    suffix: str = "_restored.ome.tif"
+
+
+@dataclass(frozen=True)
+class HitlOptions:
+    """Options of a human-in-the-loop project (``cellseg hitl``, :mod:`cellseg_bridge.hitl`)."""
+
+    #: Initial (pretrained) model; every cycle fine-tunes from it on ALL corrected images.
+    model: str = "nuclei"
+    #: Epochs of each cycle (Cellpose 2.0's HITL recipe: 100).
+    n_epochs: int = 100
+    #: Every k-th corrected image (in the order they were added) is held out for AP; 0: none.
+    holdout_every: int = 3
+    #: Random seed of each cycle's training.
+    seed: int = 0
+    #: Name of the project manifest inside the project folder.
+    manifest_name: str = "hitl_project.json"
+
+
+@dataclass(frozen=True)
+class FijiOptions:
+    """Options of the Fiji bridge (``cellseg_bridge.fiji``) and the Jython scripts in ``fiji_scripts/``."""
+
+    #: Add ROIs to what the ROI Manager / Overlay already holds (False: empty it first).
+    append_rois: bool = True
+    #: Segment script: also show the label image (glasbey-like LUT) beside the image.
+    show_labels: bool = True
+    #: Fine-tune script: training recipe passed to ``cellseg train --recipe``.
+    finetune_recipe: str = "hitl"
+    #: Fine-tune script: epochs (None: the recipe's).
+    finetune_epochs: int | None = None
+    #: How pyimagej starts a local Fiji: "headless", "interactive" or "gui".
+    mode: str = "headless"
+
+
+@dataclass(frozen=True)
+class DistributedOptions:
+    """Scale-out on Dask (``--workers``, ``--scheduler``, ``--chunked``; :mod:`cellseg_bridge.distributed`)."""
+
+    #: Workers of a local Dask cluster (processes); None: no cluster unless ``scheduler`` is given.
+    workers: int | None = None
+    #: Address of an existing Dask scheduler, e.g. "tcp://10.0.0.5:8786"; None: none.
+    scheduler: str | None = None
+    #: Threads per local worker (1: the network uses the worker's cores through torch).
+    threads_per_worker: int = 1
+    #: Largest core side (pixels) of a chunk of a large image.
+    chunk_size: int = 2048
+    #: Pixels around each core; None: twice the diameter, rounded up (the least accepted).
+    overlap: int | None = None
+    #: Planes with more pixels than this are segmented in chunks automatically (CLI).
+    chunked_threshold_pixels: int = 8192 * 8192
+    #: Name of the manifest written into the output folder (resume, report).
+    manifest_name: str = "cellseg_manifest.jsonl"
+
+
+@dataclass(frozen=True)
 class Defaults:
     """All defaults, one object (serialised by ``cellseg defaults --json``)."""
 
@@ -128,6 +266,11 @@ class Defaults:
     convert: ConvertOptions = field(default_factory=ConvertOptions)
     rois: RoiOptions = field(default_factory=RoiOptions)
     segment: SegmentOptions = field(default_factory=SegmentOptions)
+    distributed: DistributedOptions = field(default_factory=DistributedOptions)
+    train: TrainOptions = field(default_factory=TrainOptions)
+    fiji: FijiOptions = field(default_factory=FijiOptions)
+    hitl: HitlOptions = field(default_factory=HitlOptions)
+    restore: RestoreOptions = field(default_factory=RestoreOptions)
 
     def to_dict(self) -> dict:
         """Return the defaults as plain nested dicts of JSON types (tuples become lists)."""

@@ -230,6 +230,8 @@ def _check_options(opts: SegmentOptions) -> SegmentOptions:
         raise InputError(f"normalize_percentiles must satisfy 0 <= low < high <= 100, got {(lo, hi)}")
     if opts.tile_size < 0:
         raise InputError(f"tile_size must be >= 0 (0: whole image), got {opts.tile_size}")
+    if opts.tile_group < 1:
+        raise InputError(f"tile_group must be >= 1, got {opts.tile_group}")
     if opts.batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {opts.batch_size}")
     if opts.anisotropy is not None and not opts.anisotropy > 0:
@@ -383,6 +385,7 @@ class _Runner:
             augment=o.augment,
             batch_size=o.batch_size,
             half_precision=o.half_precision,
+            tile_group=o.tile_group,
         )
         self.t_net += time.perf_counter() - tic
         return y, style

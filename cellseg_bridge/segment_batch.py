@@ -183,6 +183,8 @@ def segment_files(
     quiet: bool = False,
     segment_fn: Callable[..., Any] | None = None,
     load_model_fn: Callable[..., Any] | None = None,
+    restore: str | Sequence[str] | None = None,
+    restore_target: str = DEFAULTS.restore.target,
     **segment_options: Any,
 ) -> SegmentReport:
     """Segment every scene of every input and write labels, ROIs, a table and an overlay.
@@ -219,6 +221,13 @@ def segment_files(
         Stand-ins for :func:`cellseg_bridge.segment.segment` and
         :func:`~cellseg_bridge.segment.load_model` (tests, custom pipelines),
         with the same signatures.
+    restore : str or sequence of str, optional
+        Restore the segmented (and nuclear) channel first: restoration types
+        (``"denoise"``, ...; model ``<type>_<restore_target>``) or model
+        names/paths, in order (:func:`cellseg_bridge.restore.batch.restoring_segment_fn`).
+        Labels are of the restored image; the table and overlay use the original pixels.
+    restore_target : str
+        Model family of ``restore`` types.
     **segment_options
         Options of :class:`~cellseg_bridge.config.SegmentOptions` (``diameter``,
         ``channel``, ``nuclear_channel``, ``cellprob_threshold``,
@@ -255,6 +264,10 @@ def segment_files(
         segment_module = importlib.import_module("cellseg_bridge.segment")
         segment_fn = segment_fn or segment_module.segment
         load_model_fn = load_model_fn or segment_module.load_model
+    if restore:
+        from cellseg_bridge.restore.batch import restoring_segment_fn
+
+        segment_fn = restoring_segment_fn(segment_fn, restore, target=restore_target, device=device)
     models = _ModelOnce(model, device, load_model_fn)
     records: dict[str, ItemResult] = {}
     report = SegmentReport(model=str(model) if isinstance(model, (str, Path)) else type(model).__name__)

@@ -214,3 +214,61 @@ def test_encode_decode_equals_forward() -> None:
     assert [f.shape[1] for f in features] == list(SMALL[1:])
     assert [f.shape[-1] for f in features] == [32, 16, 8, 4]
     assert torch.equal(y, y_ref) and torch.equal(style, style_ref)
+
+
+def _window_setup(seed: int):
+    from cellseg_bridge.core.transforms import taper_mask
+    from cellseg_bridge.nn import style_vector
+
+    torch.manual_seed(seed)
+    net = CellposeUNet(SMALL, nout=3).eval()
+    x = torch.randn(1, 2, 48, 64)
+    boxes = [(0, 0, 32, 32), (0, 32, 32, 32), (16, 0, 32, 32), (16, 32, 32, 32)]
+    taper = torch.from_numpy(taper_mask(32, 32))
+    with torch.no_grad():
+        features = net.encode(x)
+    return net, features, style_vector(features[-1]), boxes, taper
+
+
+def test_window_styles_all_equal_reproduce_global_style() -> None:
+    from cellseg_bridge.nn.net import WindowStyles
+
+    net, features, style, boxes, taper = _window_setup(4)
+    with torch.no_grad():
+        ref = net.decode(features, style)
+        same = net.decode(features, WindowStyles(style.expand(4, -1), boxes, (48, 64), taper))
+    torch.testing.assert_close(same, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_window_styles_blend_shifts_by_taper_weights() -> None:
+    from cellseg_bridge.nn.net import WindowStyles
+
+    net, _, _, boxes, taper = _window_setup(5)
+    styles = torch.nn.functional.normalize(torch.randn(4, SMALL[-1]), dim=1)
+    ws = WindowStyles(styles, boxes, (48, 64), taper)
+    full = net.upsample.up.res_up_0.conv.conv_1.full
+    with torch.no_grad():
+        shift = ws.shift_map(full, (48, 64))[0]
+        proj = full(styles)
+        coarse = ws.shift_map(full, (12, 16))[0]  # a decoder level at 1/4 resolution
+    assert shift.shape == (SMALL[1], 48, 64) and coarse.shape == (SMALL[1], 12, 16)
+    # (5, 5): only window 0 covers it; (40, 60): only window 3
+    torch.testing.assert_close(shift[:, 5, 5], proj[0])
+    torch.testing.assert_close(shift[:, 40, 60], proj[3])
+    # (24, 10): windows 0 and 2 at mirrored taper positions (y 24 in 0, y 8 in 2): equal weights
+    torch.testing.assert_close(shift[:, 24, 10], (proj[0] + proj[2]) / 2, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(coarse[:, 1, 1], proj[0])
+
+
+def test_window_styles_fill_uncovered_rows_from_nearest() -> None:
+    from cellseg_bridge.nn.net import WindowStyles
+
+    net, _, _, _, taper = _window_setup(6)
+    styles = torch.nn.functional.normalize(torch.randn(1, SMALL[-1]), dim=1)
+    ws = WindowStyles(styles, [(0, 0, 32, 32)], (48, 32), taper)  # rows 32..47 uncovered
+    full = net.upsample.up.res_up_0.conv.conv_1.full
+    with torch.no_grad():
+        shift = ws.shift_map(full, (48, 32))[0]
+        proj = full(styles)[0]
+    torch.testing.assert_close(shift[:, 47, 3], proj)
+    torch.testing.assert_close(shift[:, 31, 3], proj)

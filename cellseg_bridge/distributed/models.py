@@ -1,0 +1,53 @@
+"""One loaded model per worker process (dask workers, or this process).
+
+Tasks name their model by a picklable spec (registry name or checkpoint path,
+and device); :func:`cached_model` loads it the first time a process needs it
+and hands the same object to every later task there. An already loaded model
+object passed as the spec is returned as is.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+__all__ = ["cached_model", "loads_in_this_process"]
+
+_LOCK = threading.Lock()
+_CACHE: dict[tuple[str, str], Any] = {}
+_LOADS: list[str] = []
+
+
+def cached_model(spec: Any, device: str = "auto") -> Any:
+    """The model for ``spec`` in this process, loaded on first use.
+
+    Parameters
+    ----------
+    spec : str, Path or SegmentationModel
+        Registry name or checkpoint path (loaded with
+        :func:`cellseg_bridge.segment.load_model`), or a loaded model.
+    device : str
+        Device for loading (``"auto"``, ``"cpu"``, ``"cuda"``, ...).
+    """
+    if not isinstance(spec, (str, Path)):
+        return spec
+    key = (str(spec), str(device))
+    with _LOCK:
+        model = _CACHE.get(key)
+        if model is None:
+            from cellseg_bridge.segment import load_model
+
+            model = load_model(spec, device)
+            _CACHE[key] = model
+            _LOADS.append(str(spec))
+            log.info("model %s loaded in this process (device %s)", spec, device)
+    return model
+
+
+def loads_in_this_process() -> int:
+    """How many models this process has loaded (for tests: once per worker)."""
+    return len(_LOADS)

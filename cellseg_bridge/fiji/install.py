@@ -1,0 +1,103 @@
+"""Install the Jython scripts of ``fiji_scripts/`` into a user's Fiji (``cellseg fiji install``).
+
+Copies ``fiji_scripts/scripts/Plugins/Cellseg/*.py`` into
+``Fiji.app/scripts/Plugins/Cellseg/`` (menu *Plugins > Cellseg*), the helper
+module ``fiji_scripts/jars/Lib/cellseg_fiji.py`` into ``Fiji.app/jars/Lib/``
+(Jython's library folder in Fiji), and writes ``jars/Lib/cellseg_fiji.json``
+naming the command that runs THIS Python environment's ``cellseg``
+(``python -m cellseg_bridge.cli``), so the scripts find it without a PATH.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cellseg_bridge.errors import InputError
+from cellseg_bridge.fiji.jvm import find_fiji
+from cellseg_bridge.io.atomic import atomic_output
+
+log = logging.getLogger(__name__)
+
+__all__ = ["InstallReport", "default_scripts_dir", "default_command", "install_scripts"]
+
+#: Menu folder of the scripts inside ``Fiji.app/scripts``.
+MENU_DIR = Path("scripts") / "Plugins" / "Cellseg"
+#: Jython library folder inside ``Fiji.app``.
+LIB_DIR = Path("jars") / "Lib"
+HELPER = "cellseg_fiji.py"
+CONFIG = "cellseg_fiji.json"
+
+
+@dataclass
+class InstallReport:
+    """What :func:`install_scripts` wrote."""
+
+    fiji: Path
+    files: list[Path] = field(default_factory=list)
+    command: list[str] = field(default_factory=list)
+
+
+def default_scripts_dir() -> Path:
+    """``fiji_scripts/`` of this checkout (beside the ``cellseg_bridge`` package)."""
+    return Path(__file__).resolve().parents[2] / "fiji_scripts"
+
+
+def default_command() -> list[str]:
+    """The command that runs this environment's ``cellseg``: ``[python, -m, cellseg_bridge.cli]``."""
+    return [sys.executable, "-m", "cellseg_bridge.cli"]
+
+
+def install_scripts(
+    fiji: str | Path,
+    *,
+    scripts_dir: str | Path | None = None,
+    command: list[str] | None = None,
+) -> InstallReport:
+    """Copy the Cellseg scripts and their helper into a Fiji installation (files replaced atomically).
+
+    Parameters
+    ----------
+    fiji : str or Path
+        The ``Fiji.app`` folder (must hold ``jars/``).
+    scripts_dir : str or Path, optional
+        The ``fiji_scripts`` folder; default the one of this checkout.
+    command : list of str, optional
+        How the scripts run ``cellseg``; default :func:`default_command`.
+
+    Returns
+    -------
+    InstallReport
+
+    Raises
+    ------
+    InputError
+        ``fiji`` is not a Fiji installation, or the scripts are missing.
+    """
+    root = find_fiji(fiji)
+    if root is None:
+        raise InputError("not a Fiji installation (expected a Fiji.app folder with a jars/ folder)", fiji)
+    source = Path(scripts_dir) if scripts_dir is not None else default_scripts_dir()
+    scripts = sorted((source / MENU_DIR).glob("*.py"))
+    helper = source / LIB_DIR / HELPER
+    if not scripts or not helper.is_file():
+        raise InputError("no Cellseg scripts found (expected scripts/Plugins/Cellseg/*.py and jars/Lib/cellseg_fiji.py)",
+                         source)
+    command = list(command) if command else default_command()
+    report = InstallReport(fiji=root, command=command)
+    for src, dest_dir in [(s, root / MENU_DIR) for s in scripts] + [(helper, root / LIB_DIR)]:
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        dest = dest_dir / src.name
+        with atomic_output(dest) as tmp:
+            shutil.copyfile(src, tmp)
+        report.files.append(dest)
+    config = root / LIB_DIR / CONFIG
+    with atomic_output(config) as tmp:
+        Path(tmp).write_text(json.dumps({"command": command}, indent=2) + "\n", encoding="utf-8")
+    report.files.append(config)
+    log.info("installed %d files into %s", len(report.files), root)
+    return report

@@ -1,0 +1,379 @@
+# -*- coding: utf-8 -*-
+"""Helpers shared by the Cellseg scripts (Jython 2.7, ImageJ 1.x classes only).
+
+The scripts in ``scripts/Plugins/Cellseg/`` run the ``cellseg`` command line of a
+Python environment and read back its JSON result. They work in two places:
+
+- in Fiji, from the menu or a macro (``run("Segment Current Image", "model=nuclei")``):
+  the ``#@`` script parameters are filled by Fiji;
+- under plain ImageJ 1.x + Jython (tests, servers)::
+
+      java -cp ij.jar:jython.jar org.python.util.jython Segment_Current_Image.py image=/path/x.tif model=nuclei
+
+  where this module reads the script's own ``#@`` lines and takes their values
+  from ``name=value`` arguments (the same keys as in a macro).
+
+The ``cellseg`` command is, in order: the script's ``cellseg`` parameter, the
+environment variable ``CELLSEG_COMMAND``, ``cellseg_fiji.json`` beside this file
+(written by ``cellseg fiji install``), or ``cellseg`` on the PATH. Defaults come
+from ``cellseg defaults`` (one source for the API, the CLI and these scripts).
+"""
+import colorsys
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from java.awt import GraphicsEnvironment
+from java.io import File, FileOutputStream, BufferedOutputStream, DataOutputStream
+from java.lang import Throwable, System
+from java.util.zip import ZipOutputStream, ZipEntry
+
+from ij import IJ, ImagePlus
+from ij.gui import Overlay
+from ij.io import RoiDecoder, RoiEncoder
+from ij.process import LUT
+
+CONFIG_NAME = "cellseg_fiji.json"
+RESULT_PREFIX = "CELLSEG_RESULT "
+_PARAM = re.compile(r"^#@\s*(\w+)\s*(\((.*)\))?\s*(\w+)\s*$")
+_ATTR_VALUE = re.compile(r"""value\s*=\s*("([^"]*)"|[^,\s)]+)""")
+_GOLDEN = 0.6180339887498949
+_SATURATIONS = (1.0, 0.7, 0.5)
+_VALUES = (1.0, 0.8, 0.6)
+
+
+class CellsegFailure(Exception):
+    """The cellseg command failed or is missing; the message says why."""
+
+
+# ----------------------------------------------------------------- parameters
+
+def parse_parameter_lines(text):
+    """[(type, name, default string or None)] of the ``#@`` input lines of a script."""
+    params = []
+    for line in text.splitlines():
+        match = _PARAM.match(line.strip())
+        if not match or line.strip().startswith("#@output"):
+            continue
+        kind, attrs, name = match.group(1), match.group(3) or "", match.group(4)
+        value = _ATTR_VALUE.search(attrs)
+        default = None
+        if value:
+            default = value.group(2) if value.group(2) is not None else value.group(1)
+        params.append((kind, name, default))
+    return params
+
+
+def _convert(kind, text, name):
+    if text is None:
+        return None
+    if kind in ("Float", "Double", "float", "double"):
+        return float(text)
+    if kind in ("Integer", "Long", "int", "long"):
+        return int(float(text))
+    if kind in ("Boolean", "boolean"):
+        if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise CellsegFailure("parameter %s: expected true or false, got %r" % (name, text))
+        return text.lower() in ("true", "1", "yes")
+    if kind == "File":
+        return File(text) if text else None
+    if kind == "ImagePlus":
+        imp = IJ.openImage(text)
+        if imp is None:
+            raise CellsegFailure("ImageJ could not open %s" % text)
+        return imp
+    return text
+
+
+def script_parameters(namespace, script_path=None, argv=None):
+    """The script's parameters: from Fiji (already in ``namespace``) or from ``name=value`` arguments.
+
+    Returns (params dict, cli flag). ``cli`` is True when running under plain Jython.
+    """
+    argv = sys.argv if argv is None else argv
+    script_path = script_path or (argv[0] if argv else None)
+    if not script_path or not script_path.endswith(".py") or not os.path.isfile(script_path):
+        # Fiji: no script file on the command line; it injected the parameters as variables
+        return dict((k, v) for k, v in namespace.items() if not k.startswith("_")), False
+    spec = parse_parameter_lines(open(script_path).read())
+    if spec and all(name in namespace for _, name, _ in spec):
+        return dict((name, namespace[name]) for _, name, _ in spec), False
+    given = {}
+    for arg in argv[1:]:
+        if "=" not in arg:
+            raise CellsegFailure("arguments are name=value, got %r" % arg)
+        key, value = arg.split("=", 1)
+        given[key] = value
+    known = set(name for _, name, _ in spec)
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise CellsegFailure("unknown parameter(s) %s; this script takes %s" % (", ".join(unknown), ", ".join(sorted(known))))
+    params = {}
+    for kind, name, default in spec:
+        params[name] = _convert(kind, given.get(name, default), name)
+    return params, True
+
+
+def path_of(value):
+    """A file parameter (java.io.File, string or None) as a string path, '' when empty."""
+    if value is None:
+        return ""
+    if hasattr(value, "getAbsolutePath"):
+        return str(value.getAbsolutePath())
+    return str(value)
+
+
+# ----------------------------------------------------------------- running cellseg
+
+def cellseg_command(explicit=""):
+    """The command (list of strings) that runs ``cellseg``."""
+    if explicit and explicit.strip():
+        return _split(explicit)
+    env = os.environ.get("CELLSEG_COMMAND") or System.getenv("CELLSEG_COMMAND")
+    if env:
+        return _split(env)
+    config = os.path.join(os.path.dirname(os.path.abspath(__file__)), CONFIG_NAME)
+    if os.path.isfile(config):
+        data = json.load(open(config))
+        if data.get("command"):
+            return [str(part) for part in data["command"]]
+    return ["cellseg"]
+
+
+def _split(text):
+    import shlex
+    return shlex.split(text)
+
+
+def run_cellseg(command, args, log=None):
+    """Run ``cellseg ARGS``; return (exit status, stdout). Its log lines go to ImageJ's Log window."""
+    full = list(command) + list(args)
+    (log or IJ.log)("cellseg: " + " ".join(full))
+    try:
+        proc = subprocess.Popen(full, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except (OSError, Throwable), exc:
+        raise CellsegFailure("could not run %s: %s. Set the 'cellseg' parameter, CELLSEG_COMMAND, "
+                             "or run `cellseg fiji install --fiji PATH` from your Python environment" % (full[0], exc))
+    out, err = proc.communicate()
+    for line in (err or "").splitlines():
+        if line.strip():
+            (log or IJ.log)("  " + line)
+    return proc.returncode, out or ""
+
+
+def parse_json(text):
+    """The JSON value printed by a cellseg command (leading non-JSON lines ignored)."""
+    start = min([i for i in (text.find("{"), text.find("[")) if i >= 0] or [-1])
+    if start < 0:
+        raise CellsegFailure("cellseg printed no JSON result: %r" % text[-500:])
+    return json.loads(text[start:])
+
+
+def defaults(command):
+    """``cellseg defaults`` as a dict (the one set of defaults)."""
+    status, out = run_cellseg(command, ["defaults"], log=lambda line: None)
+    if status != 0:
+        raise CellsegFailure("`cellseg defaults` failed (exit %d); is the cellseg command right? %s" % (status, command))
+    return parse_json(out)
+
+
+def require_command(command, name):
+    """Raise CellsegFailure when this cellseg has no sub-command ``name``."""
+    status, out = run_cellseg(command, [name, "--help"], log=lambda line: None)
+    if status != 0:
+        raise CellsegFailure("this cellseg (%s) has no `%s` command; update cellseg_bridge in that environment"
+                             % (" ".join(command), name))
+
+
+# ----------------------------------------------------------------- images
+
+def safe_name(title):
+    """A file stem from an image title."""
+    stem = re.sub(r"\.(ome\.tiff?|tiff?|czi|nd2|lif|png)$", "", title, flags=re.I)
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("._")
+    return stem or "image"
+
+
+def save_for_cellseg(imp, folder):
+    """Save an ImagePlus as an ImageJ TIFF (calibration kept) named after its title; return the path."""
+    if not os.path.isdir(folder):
+        os.makedirs(folder)
+    path = os.path.join(folder, safe_name(imp.getTitle()) + ".tif")
+    if not IJ.saveAsTiff(imp, path):
+        raise CellsegFailure("could not save %s to %s" % (imp.getTitle(), path))
+    return path
+
+
+def label_lut():
+    """The glasbey-like label LUT (same colours as cellseg_bridge.fiji.lut.label_lut)."""
+    reds, greens, blues = [0] * 256, [0] * 256, [0] * 256
+    for i in range(1, 256):
+        hue = (i * _GOLDEN) % 1.0
+        rgb = colorsys.hsv_to_rgb(hue, _SATURATIONS[i % 3], _VALUES[(i // 3) % 3])
+        reds[i], greens[i], blues[i] = [int(c * 255.0 + 0.5) for c in rgb]
+    as_bytes = lambda values: [v - 256 if v > 127 else v for v in values]
+    import jarray
+    return LUT(jarray.array(as_bytes(reds), "b"), jarray.array(as_bytes(greens), "b"), jarray.array(as_bytes(blues), "b"))
+
+
+def open_labels(path, like):
+    """Open a label image written by cellseg as an ImagePlus shaped and calibrated like ``like``."""
+    labels = IJ.openImage(path)
+    if labels is None:
+        raise CellsegFailure("ImageJ could not open the label image %s" % path)
+    nz, nt = like.getNSlices(), like.getNFrames()
+    if labels.getStackSize() == nz * nt:
+        labels.setDimensions(1, nz, nt)
+        if nz > 1 and nt > 1:
+            labels.setOpenAsHyperStack(True)
+    labels.setCalibration(like.getCalibration().copy())
+    labels.setTitle(safe_name(like.getTitle()) + "_labels")
+    max_label = int(labels.getStatistics().max) if labels.getStackSize() == 1 else \
+        int(max(labels.getStack().getProcessor(i + 1).getStatistics().max for i in range(labels.getStackSize())))
+    labels.setLut(label_lut())
+    labels.setDisplayRange(0, 255 if max_label <= 255 else max_label)
+    return labels, max_label
+
+
+def read_zip_rois(path):
+    """The ROIs of a RoiSet.zip as ImageJ Roi objects (decoded by ImageJ's RoiDecoder), in zip order."""
+    from java.io import ByteArrayOutputStream, FileInputStream
+    from java.util.zip import ZipInputStream
+    import jarray
+    rois = []
+    stream = ZipInputStream(FileInputStream(path))
+    buf = jarray.zeros(65536, "b")
+    try:
+        entry = stream.getNextEntry()
+        while entry is not None:
+            name = entry.getName()
+            if name.lower().endswith(".roi"):
+                data = ByteArrayOutputStream()
+                n = stream.read(buf)
+                while n > 0:
+                    data.write(buf, 0, n)
+                    n = stream.read(buf)
+                roi = RoiDecoder(data.toByteArray(), name).getRoi()
+                if roi is not None:
+                    rois.append(roi)
+            entry = stream.getNextEntry()
+    finally:
+        stream.close()
+    return rois
+
+
+def write_zip_rois(rois, path):
+    """Write ImageJ Roi objects to a RoiSet.zip with ImageJ's RoiEncoder (names kept, made unique)."""
+    tmp = path + ".part"
+    zos = ZipOutputStream(BufferedOutputStream(FileOutputStream(tmp)))
+    out = DataOutputStream(zos)
+    encoder = RoiEncoder(out)
+    used = set()
+    try:
+        for index, roi in enumerate(rois):
+            name = roi.getName() or ("roi_%04d" % (index + 1))
+            entry, k = name, 1
+            while entry.lower() in used:
+                k += 1
+                entry = "%s-%d" % (name, k)
+            used.add(entry.lower())
+            zos.putNextEntry(ZipEntry(entry + ".roi"))
+            encoder.write(roi)
+            out.flush()
+    finally:
+        out.close()
+    os.rename(tmp, path) if not os.path.exists(path) else (os.remove(path), os.rename(tmp, path))
+    return path
+
+
+def display_available():
+    return not GraphicsEnvironment.isHeadless()
+
+
+def push_rois(imp, rois, append):
+    """ROI Manager (with a display; appended unless ``append`` is False) or the image's Overlay.
+
+    Returns (target, number there before).
+    """
+    if display_available():
+        from ij.plugin.frame import RoiManager
+        manager = RoiManager.getInstance() or RoiManager()
+        if not append:
+            manager.reset()
+        before = manager.getCount()
+        for roi in rois:
+            manager.add(imp, roi, -1)
+        return "manager", before
+    overlay = imp.getOverlay() if append else None
+    overlay = overlay or Overlay()
+    before = overlay.size()
+    for roi in rois:
+        overlay.add(roi)
+    imp.setOverlay(overlay)
+    return "overlay", before
+
+
+def roi_count(imp, target):
+    """How many ROIs the ROI Manager ("manager") or the image's Overlay ("overlay") holds now."""
+    if target == "manager":
+        from ij.plugin.frame import RoiManager
+        manager = RoiManager.getInstance()
+        return manager.getCount() if manager is not None else 0
+    overlay = imp.getOverlay()
+    return overlay.size() if overlay is not None else 0
+
+
+def current_rois(imp):
+    """The user's ROIs: the ROI Manager's when there is one with ROIs, else the image's Overlay."""
+    if display_available():
+        from ij.plugin.frame import RoiManager
+        manager = RoiManager.getInstance()
+        if manager is not None and manager.getCount() > 0:
+            return list(manager.getRoisAsArray()), "manager"
+    overlay = imp.getOverlay()
+    if overlay is not None and overlay.size() > 0:
+        return [overlay.get(i) for i in range(overlay.size())], "overlay"
+    return [], "none"
+
+
+def work_folder(out_dir, what):
+    """``out_dir`` when given, else a new temporary folder."""
+    path = path_of(out_dir)
+    if path:
+        if not os.path.isdir(path):
+            os.makedirs(path)
+        return path
+    return tempfile.mkdtemp(prefix="cellseg_%s_" % what)
+
+
+# ----------------------------------------------------------------- ending
+
+def finish(result, cli):
+    """Report the result; under plain Jython print it as one JSON line and exit (0 ok, 1 failed)."""
+    if cli:
+        sys.stdout.write(RESULT_PREFIX + json.dumps(result) + "\n")
+        sys.stdout.flush()
+        System.exit(0 if result.get("ok") else 1)
+    elif not result.get("ok"):
+        IJ.error("Cellseg", result.get("error") or "failed")
+
+
+def run_main(main, namespace):
+    """Run a script's ``main(params, cli)``, turning any failure into a clear result/error."""
+    cli = True
+    try:
+        params, cli = script_parameters(namespace)
+        result = main(params, cli)
+    except CellsegFailure, exc:
+        IJ.log("Cellseg: " + str(exc))
+        result = {"ok": False, "error": str(exc)}
+    except (Exception, Throwable), exc:  # a bug or an ImageJ error: keep the traceback in the log
+        import traceback
+        IJ.log("Cellseg: unexpected error: %s\n%s" % (exc, traceback.format_exc()))
+        result = {"ok": False, "error": str(exc)}
+    finish(result, cli)
+    return result

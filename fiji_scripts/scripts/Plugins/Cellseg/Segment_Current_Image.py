@@ -1,0 +1,91 @@
+#@ ImagePlus imp
+#@ String (label="Model (empty: default)", value="") model
+#@ Float (label="Cell diameter in pixels (0: the model's)", value=0) diameter
+#@ String (label="Channel (0-based index or name; empty: default)", value="") channel
+#@ String (label="Cell probability threshold (empty: default)", value="") cellprob_threshold
+#@ String (label="Flow error threshold (empty: default)", value="") flow_threshold
+#@ String (label="ROI Manager", choices={"default", "append", "replace"}, value="default") roi_mode
+#@ File (label="Output folder (empty: temporary)", style="directory", required=false) output_dir
+#@ String (label="cellseg command (empty: as installed)", value="", required=false) cellseg
+#@output Integer n_cells
+#@output String labels_path
+#@output String rois_path
+"""Segment the current image with cellseg: a label image and the ROI Manager filled.
+
+The ROIs are ADDED to the ROI Manager (the ones already there stay) unless
+roi_mode is "replace" or the defaults say otherwise (cellseg defaults:
+fiji.append_rois). Headless, they go onto the image's Overlay instead, and the
+RoiSet.zip is in the output folder. From a macro:
+
+    run("Segment Current Image", "model=nuclei diameter=17 roi_mode=append");
+"""
+import os
+import sys
+
+try:
+    import cellseg_fiji as cf
+except ImportError:  # plain Jython, or a Fiji whose jars/Lib is not on the path
+    from ij import IJ
+    _here = [os.path.dirname(os.path.abspath(sys.argv[0]))] if sys.argv and sys.argv[0] else []
+    for _lib in [os.path.join(d, "..", "..", "..", "jars", "Lib") for d in _here] + \
+            [os.path.join(IJ.getDirectory("imagej") or ".", "jars", "Lib")]:
+        if os.path.isfile(os.path.join(_lib, "cellseg_fiji.py")):
+            sys.path.insert(0, os.path.abspath(_lib))
+            break
+    import cellseg_fiji as cf
+
+
+def main(p, cli):
+    imp = p.get("imp")
+    if imp is None:
+        raise cf.CellsegFailure("no image is open")
+    command = cf.cellseg_command(p.get("cellseg") or "")
+    defaults = cf.defaults(command)
+    out = cf.work_folder(p.get("output_dir"), "segment")
+    staging = cf.work_folder(None, "input")
+    try:
+        source = cf.save_for_cellseg(imp, staging)
+        args = ["segment", source, "--out", out, "--json", "--overwrite"]
+        if p.get("model"):
+            args += ["--model", p["model"]]
+        if p.get("diameter"):
+            args += ["--diameter", str(p["diameter"])]
+        for name in ("channel", "cellprob_threshold", "flow_threshold"):
+            if p.get(name):
+                args += ["--" + name.replace("_", "-"), p[name]]
+        status, text = cf.run_cellseg(command, args)
+    finally:
+        cf.shutil.rmtree(staging, True)
+    report = cf.parse_json(text)
+    items = report.get("items") or []
+    if not items or items[0]["status"] != "done":
+        reasons = [f["reason"] for f in report.get("failed", [])] or ["exit status %d" % status]
+        raise cf.CellsegFailure("segmentation failed: " + "; ".join(reasons))
+    item = items[0]
+    outputs = item["outputs"]
+    labels, max_label = cf.open_labels(outputs["labels"], imp)
+    if defaults["fiji"]["show_labels"] and cf.display_available():
+        labels.show()
+    append = {"append": True, "replace": False}.get(p.get("roi_mode") or "default", defaults["fiji"]["append_rois"])
+    rois = cf.read_zip_rois(outputs["rois"]) if "rois" in outputs else []
+    target, before = cf.push_rois(imp, rois, append)
+    cf.IJ.log("Cellseg: %d cells in %s; %d ROIs added to the %s (%d there before)"
+              % (item["n_cells"], imp.getTitle(), len(rois), "ROI Manager" if target == "manager" else "overlay", before))
+    cal = labels.getCalibration()
+    return {
+        "ok": True, "n_cells": item["n_cells"], "diameter": item.get("diameter"), "outputs": outputs,
+        "roi_target": target, "n_rois_before": before, "n_rois": len(rois),
+        "roi_names_head": [r.getName() for r in rois[:5]],
+        "n_rois_now": cf.roi_count(imp, target),
+        "labels_dimensions": list(labels.getDimensions()), "max_label": max_label,
+        "labels_calibration": [cal.pixelWidth, cal.pixelHeight, cal.pixelDepth, cal.getUnit()],
+        "model": report.get("model"),
+        "labels_lut": [[lut.getRed(i), lut.getGreen(i), lut.getBlue(i)] for lut in [labels.getProcessor().getLut()]
+                       for i in range(256)],
+    }
+
+
+_result = cf.run_main(main, globals())
+n_cells = _result.get("n_cells", 0)
+labels_path = _result.get("outputs", {}).get("labels", "")
+rois_path = _result.get("outputs", {}).get("rois", "")
