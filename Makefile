@@ -22,8 +22,7 @@ system-deps:
 	bash scripts/install_system_deps.sh
 
 demo: install
-	$(VENV)/bin/cellseg convert sample_data --out demo_out
-	$(VENV)/bin/cellseg rois to-zip sample_data/nuclei_00_masks.ome.tif --out demo_out/nuclei_00_RoiSet.zip
+	$(VENV)/bin/cellseg segment sample_data/nuclei_00.ome.tif sample_data/nuclei_01.ome.tif sample_data/nuclei_02.ome.tif --out demo_out
 
 test: install system-deps
 	$(VENV)/bin/pytest -q

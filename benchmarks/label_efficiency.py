@@ -240,7 +240,7 @@ def train_run(run_dir: Path, pairs, *, flow_cache: Path, progress: bool, **optio
     dict
         The ``provenance`` of the run's ``config.json`` (epochs_run, train_seconds, ...).
     """
-    from cellseg_bridge.train import train
+    from cellseg_bridge.training import train
 
     if _done(run_dir):
         log.info("%s: weights exist, skipped", run_dir.name)
@@ -275,7 +275,7 @@ def score_model(weights: Path, test, eval_diameter: str, device: str, cache_dir:
     """
     from cellseg_bridge.core.metrics import average_precision
     from cellseg_bridge.segment import load_model, segment
-    from cellseg_bridge.train.data import median_diameter
+    from cellseg_bridge.training.data import median_diameter
 
     cache = cache_dir / f"test_scores_{eval_diameter}.json"
     cache_dir.mkdir(parents=True, exist_ok=True)

@@ -10,8 +10,7 @@ Public API (everything else is internal and may change):
   :func:`segment_large` (planes of any size, in chunks, on Dask; more in :mod:`cellseg_bridge.distributed`)
 - models: :func:`resolve_model`, :func:`list_models`
 - training: :func:`train` (folders of images + masks, RoiSet.zip, ``_seg.npy``, arrays)
-- restoration: :func:`restore` (denoise/deblur/upsample/oneclick/aniso), :func:`restore_files`
-  (batch; the subpackage is :mod:`cellseg_bridge.restore`, shadowed here by the function)
+- restoration: :func:`restore` (denoise/deblur/upsample/oneclick/aniso), :func:`restore_files` (batch)
 - the shared defaults: :data:`DEFAULTS`
 """
 
@@ -25,11 +24,11 @@ from cellseg_bridge.io.roi_import import read_rois, rois_to_labels
 from cellseg_bridge.io.seg_npy import read_seg_npy, write_seg_npy
 from cellseg_bridge.io.writers import write_labels, write_ome_tiff
 from cellseg_bridge.nn.registry import list_models, resolve_model
-from cellseg_bridge.restore.api import restore  # noqa: E402 (the function shadows the subpackage name)
-from cellseg_bridge.restore.batch import restore_files
+from cellseg_bridge.restoration.api import restore
+from cellseg_bridge.restoration.batch import restore_files
 from cellseg_bridge.segment import load_model, segment
 from cellseg_bridge.segment_batch import segment_files
-from cellseg_bridge.train import train
+from cellseg_bridge.training import train
 
 __all__ = [
     "DEFAULTS",

@@ -1,4 +1,4 @@
-"""``cellseg restore``: parse arguments, call :func:`cellseg_bridge.restore.batch.restore_files`, report."""
+"""``cellseg restore``: parse arguments, call :func:`cellseg_bridge.restoration.batch.restore_files`, report."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def restore(ctx: click.Context, inputs: tuple[str, ...], out_dir: Path, types: s
     <base>_restored.json (what was done). Exits with status 1 when anything failed.
     """
     from cellseg_bridge.cli import _run, _scene_arg
-    from cellseg_bridge.restore.batch import restore_files
+    from cellseg_bridge.restoration.batch import restore_files
 
     quiet = bool(ctx.find_root().params.get("quiet"))
     report = _run(

@@ -1,4 +1,4 @@
-"""``cellseg train``: parse the options and call :func:`cellseg_bridge.train.train`."""
+"""``cellseg train``: parse the options and call :func:`cellseg_bridge.training.train`."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def _channel(value: str | None) -> int | str | None:
 def train(ctx: click.Context, folder: Path, out_dir: Path, masks_dir, mask_suffix, val_folder, nbase, channel,
           nuclear_channel, resume, **options) -> None:
     """Train or fine-tune a segmentation model on FOLDER (images with masks)."""
-    from cellseg_bridge.train import train as train_api
+    from cellseg_bridge.training import train as train_api
 
     try:
         widths = tuple(int(v) for v in nbase.split(","))

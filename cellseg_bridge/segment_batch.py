@@ -224,7 +224,7 @@ def segment_files(
     restore : str or sequence of str, optional
         Restore the segmented (and nuclear) channel first: restoration types
         (``"denoise"``, ...; model ``<type>_<restore_target>``) or model
-        names/paths, in order (:func:`cellseg_bridge.restore.batch.restoring_segment_fn`).
+        names/paths, in order (:func:`cellseg_bridge.restoration.batch.restoring_segment_fn`).
         Labels are of the restored image; the table and overlay use the original pixels.
     restore_target : str
         Model family of ``restore`` types.
@@ -265,7 +265,7 @@ def segment_files(
         segment_fn = segment_fn or segment_module.segment
         load_model_fn = load_model_fn or segment_module.load_model
     if restore:
-        from cellseg_bridge.restore.batch import restoring_segment_fn
+        from cellseg_bridge.restoration.batch import restoring_segment_fn
 
         segment_fn = restoring_segment_fn(segment_fn, restore, target=restore_target, device=device)
     models = _ModelOnce(model, device, load_model_fn)

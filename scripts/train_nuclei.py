@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from cellseg_bridge.datasets import dsb2018  # noqa: E402
-from cellseg_bridge.train import train  # noqa: E402
+from cellseg_bridge.training import train  # noqa: E402
 
 logger = logging.getLogger("train_nuclei")
 

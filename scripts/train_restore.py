@@ -37,8 +37,8 @@ sys.path.insert(0, str(REPO))
 
 from cellseg_bridge.core.degrade import RESTORE_KINDS  # noqa: E402
 from cellseg_bridge.datasets import dsb2018  # noqa: E402
-from cellseg_bridge.restore.losses import DEFAULT_WEIGHTS, MSE_BASELINE_WEIGHTS  # noqa: E402
-from cellseg_bridge.restore.training import train_restore  # noqa: E402
+from cellseg_bridge.restoration.losses import DEFAULT_WEIGHTS, MSE_BASELINE_WEIGHTS  # noqa: E402
+from cellseg_bridge.restoration.training import train_restore  # noqa: E402
 
 logger = logging.getLogger("train_restore")
 

@@ -9,7 +9,7 @@ Crash safety, in order:
 
 1. the cycle trains into ``models/cycle_NNN.partial/``, whose ``plan.json``
    says what it trains on (images, corrections' sha256, options);
-   :func:`~cellseg_bridge.train.train` checkpoints it every ``save_every``
+   :func:`~cellseg_bridge.training.train` checkpoints it every ``save_every``
    epochs and on Ctrl-C;
 2. when training and the held-out evaluation are done, ``cycle.json`` is
    written into it and the folder is renamed to ``models/cycle_NNN/``
@@ -161,7 +161,7 @@ def train_cycle(
     KeyboardInterrupt
         After the partial cycle was checkpointed (rerun to resume).
     """
-    from cellseg_bridge.train import train
+    from cellseg_bridge.training import train
 
     with project_lock(project.directory):
         project.reload()

@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from cellseg_bridge.train import loop
+from cellseg_bridge.training import loop
 from cellseg_bridge.hitl import cycle as cycle_mod
 from cellseg_bridge.hitl import init_project, open_project
 from cellseg_bridge.io.roi_export import labels_to_rois, write_roi_zip
@@ -72,7 +72,7 @@ def test_crash_before_the_manifest_update_is_adopted_not_retrained(tmp_path, ima
     def no_training(*args, **kwargs):
         raise AssertionError("the complete cycle must be adopted, not trained again")
 
-    monkeypatch.setattr(sys.modules["cellseg_bridge.train"], "train", no_training)
+    monkeypatch.setattr(sys.modules["cellseg_bridge.training"], "train", no_training)
     record = proj.train(evaluate=False)
     assert record["model"] == "cycle_001" and open_project(proj.directory).current_model == "cycle_001"
 

@@ -102,10 +102,15 @@ def test_zoo_table_uses_cellpose_file_names() -> None:
     assert registry.DEFAULT_MODEL_URL == "https://www.cellpose.org/models/"
 
 
-def test_real_bundled_folder_registers_nothing_yet() -> None:
+def test_real_bundled_nuclei_model_is_ours_and_complete() -> None:
     folder = registry.bundled_models_dir()
     assert (folder / "README.md").is_file()
-    assert [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))] == []
+    weights = registry.resolve_model("nuclei")
+    assert weights.parent == folder / "nuclei"
+    config = json.loads((folder / "nuclei" / "config.json").read_text())
+    assert config["provenance"]["trainer"] == "cellseg_bridge.training"  # never Cellpose's weights
+    assert config["diam_mean"] == 17.0 and config["nout"] == 3
+    assert registry.size_model_path(weights) == folder / "nuclei" / "size_model.npz"
 
 
 # ----------------------------------------------------------------------------- lookup

@@ -8,7 +8,7 @@ Each step, for a batch of training images:
 2. one random degradation of the crop (:func:`cellseg_bridge.core.degrade.degrade`,
    of the kind being trained), renormalised;
 3. the restoration network on the degraded crop;
-4. the loss (:class:`cellseg_bridge.restore.losses.RestoreLoss`): perceptual and
+4. the loss (:class:`cellseg_bridge.restoration.losses.RestoreLoss`): perceptual and
    segmentation terms from a frozen segmentation network, optional
    reconstruction term; AdamW.
 
@@ -40,7 +40,7 @@ from cellseg_bridge.nn.checkpoint import load_checkpoint, save_checkpoint
 from cellseg_bridge.nn.inference import select_device
 from cellseg_bridge.nn.net import RESTORATION_NBASE, CellposeUNet
 from cellseg_bridge.nn.registry import resolve_model
-from cellseg_bridge.restore.losses import DEFAULT_WEIGHTS, LossWeights, RestoreLoss
+from cellseg_bridge.restoration.losses import DEFAULT_WEIGHTS, LossWeights, RestoreLoss
 
 __all__ = ["RestoreTrainResult", "train_restore"]
 
@@ -94,7 +94,7 @@ class _Sample:
 
 
 def _samples(images: Sequence[Any], labels: Sequence[Any] | None, diam_mean: float) -> list[_Sample]:
-    from cellseg_bridge.train.data import make_sample, network_input
+    from cellseg_bridge.training.data import make_sample, network_input
 
     out = []
     for i, img in enumerate(images):
@@ -194,7 +194,7 @@ def train_restore(
         ``weights`` is reconstruction only).
     weights : LossWeights
         Default Cellpose 3's (perceptual 1, segmentation 1.5); the MSE baseline is
-        :data:`~cellseg_bridge.restore.losses.MSE_BASELINE_WEIGHTS`.
+        :data:`~cellseg_bridge.restoration.losses.MSE_BASELINE_WEIGHTS`.
     nbase : sequence of int
         Restoration network widths (first entry must be 1).
     diam_mean : float, optional

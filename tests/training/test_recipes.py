@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cellseg_bridge.errors import InputError
-from cellseg_bridge.train.recipes import RECIPES, get_recipe, lr_schedule
+from cellseg_bridge.training.recipes import RECIPES, get_recipe, lr_schedule
 
 
 def test_recipe_numbers():

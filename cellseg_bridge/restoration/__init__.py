@@ -1,10 +1,10 @@
 """Image restoration (Cellpose 3 style): API, losses, training, batch.
 
-See :mod:`cellseg_bridge.restore.api` (``restore``), :mod:`.losses`,
+See :mod:`cellseg_bridge.restoration.api` (``restore``), :mod:`.losses`,
 :mod:`.training` (``train_restore``) and :mod:`.batch` (``restore_files``).
 """
 
-from cellseg_bridge.restore.api import (
+from cellseg_bridge.restoration.api import (
     RestorationModel,
     RestoreResult,
     load_restore_model,
@@ -13,7 +13,7 @@ from cellseg_bridge.restore.api import (
     restore,
     restore_planes,
 )
-from cellseg_bridge.restore.batch import restore_files, restoring_segment_fn
+from cellseg_bridge.restoration.batch import restore_files, restoring_segment_fn
 
 __all__ = [
     "RestorationModel",

@@ -27,7 +27,7 @@ from cellseg_bridge.config import DEFAULTS
 from cellseg_bridge.core.degrade import RESTORE_KINDS
 from cellseg_bridge.errors import CellsegError, InputError
 from cellseg_bridge.naming import scene_items
-from cellseg_bridge.restore.api import RestorationModel, load_restore_model, model_name_for, parse_types, restore
+from cellseg_bridge.restoration.api import RestorationModel, load_restore_model, model_name_for, parse_types, restore
 
 __all__ = ["METADATA_SUFFIX", "restore_files", "restoring_segment_fn"]
 
@@ -89,7 +89,7 @@ def restore_files(
     inputs : path, or iterable of paths / folders / glob patterns
     out_dir : str or Path
     types : str or sequence, optional
-        Restoration types, in order (see :func:`~cellseg_bridge.restore.api.restore`).
+        Restoration types, in order (see :func:`~cellseg_bridge.restoration.api.restore`).
     model : name, path or RestorationModel (or a sequence), optional
         Explicit model(s) instead of ``types``.
     target : str

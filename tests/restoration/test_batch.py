@@ -9,8 +9,8 @@ import pytest
 
 from cellseg_bridge.io.reader import open_image
 from cellseg_bridge.io.writers import write_ome_tiff
-from cellseg_bridge.restore.api import load_restore_model, restore
-from cellseg_bridge.restore.batch import restore_files
+from cellseg_bridge.restoration.api import load_restore_model, restore
+from cellseg_bridge.restoration.batch import restore_files
 from cellseg_bridge.segment import load_model, segment
 from cellseg_bridge.segment_batch import segment_files
 from cellseg_bridge.synthetic import NucleiSpec, synthetic_nuclei

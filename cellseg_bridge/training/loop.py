@@ -5,7 +5,7 @@ warped by a random scale/rotation/flip into a ``crop_size`` crop
 (:mod:`cellseg_bridge.core.augment`, scale around ``diam_mean / diameter`` of
 that image), loss ``MSE(pred_flow, 5 * flow) / 2 + BCEWithLogits(pred_prob,
 mask > 0)``, one optimiser step. The learning rate follows
-:func:`~cellseg_bridge.train.recipes.lr_schedule` epoch by epoch.
+:func:`~cellseg_bridge.training.recipes.lr_schedule` epoch by epoch.
 
 Files in ``out_dir``:
 
@@ -52,8 +52,8 @@ from cellseg_bridge.io.atomic import atomic_output
 from cellseg_bridge.nn.checkpoint import load_checkpoint, save_checkpoint
 from cellseg_bridge.nn.net import CellposeUNet
 from cellseg_bridge.nn.size_model import SizeModel, fit_size_model
-from cellseg_bridge.train.data import TrainPair, TrainSample, find_pairs, load_pair, make_sample
-from cellseg_bridge.train.recipes import ADAMW_LR, get_recipe, lr_schedule
+from cellseg_bridge.training.data import TrainPair, TrainSample, find_pairs, load_pair, make_sample
+from cellseg_bridge.training.recipes import ADAMW_LR, get_recipe, lr_schedule
 
 __all__ = ["train", "TrainResult", "training_loss", "fit_size_from_net", "STATE_NAME"]
 
@@ -242,7 +242,7 @@ def _validate(net: CellposeUNet, val_items, opts: TrainOptions, device) -> tuple
     from cellseg_bridge.core.metrics import average_precision
     from cellseg_bridge.segment import SegmentationModel, segment
 
-    from cellseg_bridge.train.data import median_diameter
+    from cellseg_bridge.training.data import median_diameter
 
     model = SegmentationModel(net=net, config=net.architecture(), name="training", device=device)
     aps = []
@@ -424,7 +424,7 @@ def train(
     ----------
     train_data : folder, list of (image, labels) pairs, or list of TrainPair
         A folder of images with masks named by the rule of
-        :mod:`cellseg_bridge.train.data` (``NAME_masks.tif``, ``NAME_seg.npy``,
+        :mod:`cellseg_bridge.training.data` (``NAME_masks.tif``, ``NAME_seg.npy``,
         ``NAME_RoiSet.zip``); or pairs of arrays (image with ``axes``, 2D labels)
         or of file paths (image, label image / ``_seg.npy`` / RoiSet zip).
     out_dir : str or Path
@@ -519,7 +519,7 @@ def train(
         "normalize_percentiles": list(opts.normalize_percentiles),
         "provenance": {
             **provenance,
-            "trainer": "cellseg_bridge.train",
+            "trainer": "cellseg_bridge.training",
             "recipe": recipe.name,
             "optimizer": opts.optimizer.lower(),
             "learning_rate": lr_peak,

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cellseg_bridge.nn.net import CellposeUNet
-from cellseg_bridge.restore.losses import (
+from cellseg_bridge.restoration.losses import (
     MSE_BASELINE_WEIGHTS,
     LossWeights,
     RestoreLoss,

@@ -11,7 +11,7 @@ from cellseg_bridge.errors import InputError
 from cellseg_bridge.io.roi_export import labels_to_rois, write_roi_zip
 from cellseg_bridge.io.seg_npy import write_seg_npy
 from cellseg_bridge.synthetic import NucleiSpec, synthetic_nuclei
-from cellseg_bridge.train.data import find_pairs, load_pair, make_sample, median_diameter, network_input
+from cellseg_bridge.training.data import find_pairs, load_pair, make_sample, median_diameter, network_input
 
 
 @pytest.fixture(scope="module")

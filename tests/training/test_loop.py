@@ -11,10 +11,10 @@ import torch
 
 from cellseg_bridge.errors import InputError
 from cellseg_bridge.synthetic import NucleiSpec, synthetic_nuclei
-from cellseg_bridge.train import train
-from cellseg_bridge.train.data import median_diameter
+from cellseg_bridge.training import train
+from cellseg_bridge.training.data import median_diameter
 
-loop = importlib.import_module("cellseg_bridge.train.loop")
+loop = importlib.import_module("cellseg_bridge.training.loop")
 
 TINY = dict(
     nbase=(2, 4, 8), crop_size=32, batch_size=2, images_per_epoch=2, diam_mean=10.0,

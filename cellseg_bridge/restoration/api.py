@@ -9,7 +9,7 @@ Usage::
 
 A restoration model is a :class:`~cellseg_bridge.nn.net.CellposeUNet` with one
 input channel and ``nout`` 1 (Cellpose 3's ``denoise_cyto3``, ``deblur_nuclei``,
-... load unchanged; so do the models trained by :mod:`cellseg_bridge.restore.training`).
+... load unchanged; so do the models trained by :mod:`cellseg_bridge.restoration.training`).
 Names: ``<type>_<target>``, e.g. ``denoise_nuclei``, found through the model
 registry (bundled, cache, Cellpose's folder).
 
