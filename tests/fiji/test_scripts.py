@@ -134,20 +134,24 @@ def test_restore_runs_the_real_command_and_opens_the_restored_image(jython, shar
 
 @pytest.mark.xfail(not (REPO / "cellseg_bridge" / "cli_train.py").exists(), strict=False, run=False,
                    reason="`cellseg train` (cellseg_bridge/cli_train.py) is not written yet")
-def test_fine_tune_from_rois_gives_a_model_that_segments(jython, tiny_model, tmp_path):
+def test_fine_tune_from_rois_gives_a_model_that_segments(jython, tiny_model, shared_data, tmp_path):
     from cellseg_bridge.io.roi_export import labels_to_rois, write_roi_zip
     from cellseg_bridge.segment import load_model, segment
 
-    image = REPO / "sample_data" / "nuclei_00.ome.tif"
-    masks = open_image(REPO / "sample_data" / "nuclei_00_masks.ome.tif").values[0, 0, 0]
+    # a real 3-channel ImageJ TIFF (BBBC022, Hoechst in channel 0); the "corrected" ROIs are the
+    # bundled model's nuclei, as a user would start from them
+    image = shared_data / "formats" / "imagej_tiff" / "BBBC022_IXMtest_A02_s9.tif"
+    masks = segment(open_image(image), "nuclei", channel=0).labels[0, 0]
+    assert masks.max() >= 20
     zip_path = write_roi_zip(labels_to_rois(masks), tmp_path / "corrected_RoiSet.zip")
     out = tmp_path / "model"
     result, log = run_script(jython, "Fine_Tune_From_ROI_Manager.py", f"imp={image}", f"model={tiny_model}",
-                             f"output_dir={out}", "epochs=1", f"rois={zip_path}")
+                             f"output_dir={out}", "epochs=1", "channel=0", f"rois={zip_path}")
     assert result["ok"], log[-3000:]
     assert result["n_labels"] == len(np.unique(masks)) - 1
-    painted = open_image(result["training_masks"]).values[0, 0, 0]
+    painted = np.asarray(open_image(result["training_masks"]).values).squeeze()
     assert np.array_equal(painted > 0, masks > 0)  # ImageJ's fill of our ROIs == the masks
     model = load_model(result["model"], device="cpu")
-    labels = segment(open_image(image), model, diameter=17.0, cellprob_threshold=-6.0, flow_threshold=0.0).labels
+    labels = segment(open_image(image), model, channel=0, diameter=17.0, cellprob_threshold=-6.0,
+                     flow_threshold=0.0).labels
     assert labels.shape[-2:] == masks.shape
