@@ -102,6 +102,31 @@ def from_java_roi(jroi: Any) -> ImagejRoi:
     return roi
 
 
+def save_java_rois(jrois: Sequence[Any], path: str | Path) -> Path:
+    """Write ``ij.gui.Roi`` objects to a RoiSet zip with ImageJ's own ``RoiEncoder``.
+
+    The entries are written as the ROI Manager's "More > Save..." writes them (one
+    ``<name>.roi`` per ROI, in list order), so the file is what a user's Fiji would save.
+    """
+    from scyjava import jimport
+
+    path = Path(path)
+    java = {k: jimport(f"java.{k}") for k in ("io.FileOutputStream", "io.BufferedOutputStream",
+                                              "io.DataOutputStream", "util.zip.ZipOutputStream",
+                                              "util.zip.ZipEntry")}
+    zos = java["util.zip.ZipOutputStream"](java["io.BufferedOutputStream"](java["io.FileOutputStream"](str(path))))
+    stream = java["io.DataOutputStream"](java["io.BufferedOutputStream"](zos))
+    encoder = jimport("ij.io.RoiEncoder")(stream)
+    try:
+        for roi in jrois:
+            zos.putNextEntry(java["util.zip.ZipEntry"](str(roi.getName()) + ".roi"))
+            encoder.write(roi)
+            stream.flush()
+    finally:
+        stream.close()
+    return path
+
+
 def _manager(create: bool) -> Any:
     from scyjava import jimport
 

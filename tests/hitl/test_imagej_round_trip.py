@@ -13,6 +13,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from cellseg_bridge.fiji.rois import save_java_rois
 from cellseg_bridge.hitl import init_project, open_project
 from tests.hitl.conftest import FAST_TRAIN, SPEC, write_images
 
@@ -44,17 +45,7 @@ def _imagej_edit(src, dst, free_xy):
     added = oval(int(free_xy[0]) - 6, int(free_xy[1]) - 6, 12, 12)
     added.setName("added_cell")
     rois.append(added)
-    streams = {k: jimport(f"java.{k}") for k in ("io.FileOutputStream", "io.BufferedOutputStream",
-                                                 "io.DataOutputStream", "util.zip.ZipOutputStream",
-                                                 "util.zip.ZipEntry")}
-    zos = streams["util.zip.ZipOutputStream"](streams["io.BufferedOutputStream"](streams["io.FileOutputStream"](str(dst))))
-    out = streams["io.DataOutputStream"](streams["io.BufferedOutputStream"](zos))
-    encoder = jimport("ij.io.RoiEncoder")(out)
-    for roi in rois:
-        zos.putNextEntry(streams["util.zip.ZipEntry"](str(roi.getName()) + ".roi"))
-        encoder.write(roi)
-        out.flush()
-    out.close()
+    save_java_rois(rois, dst)
     return deleted, reshaped
 
 
