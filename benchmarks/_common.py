@@ -56,3 +56,17 @@ class Row:
     def format(self) -> str:
         return (f"{self.name:<44} ours {self.ours:10.3f} {self.unit:<6} "
                 f"{self.reference_name} {self.reference:10.3f} {self.unit:<6} ratio x{self.ratio:.2f}")
+
+
+def matmul_gflops(n: int = 2048, repeat: int = 5) -> float:
+    """Best fp32 ``torch.matmul`` rate of n x n matrices in this process, GFLOP/s (both sides use it)."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9

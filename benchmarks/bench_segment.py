@@ -39,7 +39,7 @@ for _key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Row, shared_data  # noqa: E402
+from _common import Row, matmul_gflops, shared_data  # noqa: E402
 from _peer import (  # noqa: E402
     THREADS,
     checkpoint,
@@ -71,20 +71,6 @@ def flops_per_tile(weights: Path) -> float:
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         net(x)
     return float(counter.get_total_flops())
-
-
-def matmul_gflops(n: int = 2048, repeat: int = 5) -> float:
-    """Best fp32 ``torch.matmul`` rate of n x n matrices, GFLOP/s."""
-    import torch
-
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best / 1e9
 
 
 def _worker(args: argparse.Namespace) -> dict:

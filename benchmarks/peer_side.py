@@ -31,6 +31,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _common import matmul_gflops  # noqa: E402
 
 THREADS = 2
 
@@ -43,17 +44,6 @@ def _cpu_s() -> float:
     """User + system CPU seconds of this process (all threads) so far."""
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
-
-
-def _matmul_gflops(n: int = 2048, repeat: int = 5) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best / 1e9
 
 
 def dynamics(args: argparse.Namespace) -> dict:
@@ -99,7 +89,7 @@ def segment(args: argparse.Namespace) -> dict:
     net_stats.update(pixels=0, seconds=0.0, calls=0)
     img = np.load(args.image)
     rss_before = _rss_mb()
-    peak_before = _matmul_gflops()
+    peak_before = matmul_gflops()
     cpu0, t0 = _cpu_s(), time.perf_counter()
     masks, _flows, _styles = model.eval(img, channels=[0, 0], diameter=None)
     seconds, cpu = time.perf_counter() - t0, _cpu_s() - cpu0
@@ -108,7 +98,7 @@ def segment(args: argparse.Namespace) -> dict:
     return {"seconds": seconds, "cpu_seconds": cpu, "n_masks": int(masks.max()), "net": net_stats,
             "rss_before_mb": rss_before, "peak_rss_mb": peak,
             "rescale": float(model.diam_mean / model.diam_labels),
-            "matmul_gflops": max(peak_before, _matmul_gflops())}
+            "matmul_gflops": max(peak_before, matmul_gflops())}
 
 
 def main() -> int:
