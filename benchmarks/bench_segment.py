@@ -7,17 +7,17 @@ scale, diam_mean / diam_labels), and run in their own fresh process on 2 threads
 ``resource.getrusage``, is each side's own): ours through this file's ``--worker`` mode, the
 peer through ``peer_side.py segment`` in ``.peer_venv``. Each process segments a 256x256
 image first (numba compilation, first-call costs), then the timed 2048x2048 call. Ours runs
-twice: with its default options (Cellpose's tiling, ``tile_size=224``) and with
-``tile_group=GROUP`` (``BENCH_TILE_GROUP``, default 8: groups of 8 x 8 tiles run as one pass with a
-per-tile style, see ``cellseg_bridge.nn.inference``). The 2
-cores are shared, so the sides alternate in ABBA order over ``BENCH_ROUNDS`` (2) rounds and
+twice: with its default options (Cellpose's tiling; ``precision="auto"``, which is bfloat16
+autocast on a CPU with native bfloat16, float32 on others) and with ``precision="float32"``
+(the peer's arithmetic). The 2 cores are shared, so the sides alternate in ABBA order over ``BENCH_ROUNDS`` (2) rounds and
 each side's best run counts (wall time; for CPU time, user + system over all threads, the
 least of its runs).
 
 Rows: seconds per megapixel of image; the network's achieved GFLOP/s (FLOPs of one 224x224
 pass of the full-width net counted with torch's ``FlopCounterMode``, scaled by the pixels
 that went through the network, over the time spent inside the network); peak RSS; the fp32
-matmul (2048^2) peak of each environment on 2 threads, to read the GFLOP/s against. AP@0.5
+matmul (2048^2) peak of each environment on 2 threads, to read the GFLOP/s against (a
+bfloat16 network can pass it: its multiply-adds run at twice the fp32 rate). AP@0.5
 (and 0.75, 0.9) of our masks against the peer's is logged.
 """
 
@@ -56,7 +56,6 @@ log = logging.getLogger("benchmarks")
 SIZE = 2048
 TILE = 224
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))
-GROUP = int(os.environ.get("BENCH_TILE_GROUP", "8"))
 
 
 def flops_per_tile(weights: Path) -> float:
@@ -78,6 +77,7 @@ def _worker(args: argparse.Namespace) -> dict:
     import torch
 
     torch.set_num_threads(THREADS)
+    from cellseg_bridge.nn.precision import autocast_dtype
     from cellseg_bridge.nn.net import CellposeUNet
     from cellseg_bridge.segment import segment
 
@@ -102,8 +102,8 @@ def _worker(args: argparse.Namespace) -> dict:
     kwargs = {"model": args.checkpoint, "axes": "YX", "channel": 0, "diameter": None}
     if args.tile_size is not None:
         kwargs["tile_size"] = args.tile_size
-    if args.tile_group is not None:
-        kwargs["tile_group"] = args.tile_group
+    if args.precision is not None:
+        kwargs["precision"] = args.precision
     if args.warmup:
         segment(np.load(args.warmup), **kwargs)
     net_stats.update(pixels=0, seconds=0.0, calls=0)
@@ -118,7 +118,8 @@ def _worker(args: argparse.Namespace) -> dict:
     np.save(Path(args.out) / "masks.npy", masks.astype(np.uint32))
     return {"seconds": seconds, "cpu_seconds": cpu, "n_masks": int(masks.max()), "net": net_stats,
             "rss_before_mb": rss_before, "peak_rss_mb": peak, "matmul_gflops": max(peak_before, matmul_gflops()),
-            "threads": torch.get_num_threads(), "torch": torch.__version__}
+            "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "dtype": str(autocast_dtype(kwargs.get("precision", "auto"), torch.device("cpu")) or torch.float32)}
 
 
 def _cpu_s() -> float:
@@ -147,9 +148,9 @@ def run() -> list[Row]:
     small = next(i for i in test_fluo_ids(shared) if read_gray(shared, i).shape == (256, 256))
     mp = img.size / 1e6
     have_peer = peer_python() is not None
-    # Sides: ours with its default options (Cellpose's tiling), ours with tile_group GROUP, the peer.
+    # Sides: ours with its default options, ours in float32, the peer.
     # ABBA order over ROUNDS rounds, best of each side: the 2 cores are shared, load drifts.
-    sides = ["ours", "ours_group", "peer"] if have_peer else ["ours", "ours_group"]
+    sides = ["ours", "ours_fp32", "peer"] if have_peer else ["ours", "ours_fp32"]
     order = [x for r in range(ROUNDS) for x in (sides if r % 2 == 0 else sides[::-1])]
     if not have_peer:
         order = sides
@@ -164,7 +165,7 @@ def run() -> list[Row]:
             if side == "peer":
                 report = run_peer(["segment", *common])
             else:
-                extra = ["--tile-group", str(GROUP)] if side == "ours_group" else []
+                extra = ["--precision", "float32"] if side == "ours_fp32" else []
                 report = run_worker([our_python(), str(Path(__file__).resolve()), "--worker", *common, *extra])
             runs[side].append(report)
             masks[side] = np.load(tmp / "masks.npy")
@@ -174,13 +175,14 @@ def run() -> list[Row]:
     log.info("network: %.2f GFLOP per %dx%d tile (FlopCounterMode)", flops / 1e9, TILE, TILE)
     best = {side: min(r, key=lambda x: x["seconds"]) for side, r in runs.items()}
     cpu = {side: min(x["cpu_seconds"] for x in r) for side, r in runs.items()}
-    names = {"ours": "ours (default options)", "ours_group": f"ours (tile_group={GROUP})", "peer": "cellpose 3.1.1.3"}
+    names = {"ours": f"ours (default options: {best['ours'].get('dtype', '?')})", "ours_fp32": "ours (float32)",
+             "peer": "cellpose 3.1.1.3"}
     for side in sides:
         _log_side(names[side], best[side], mp, flops)
     if not have_peer:
         return []
     peer = best["peer"]
-    for side in ("ours", "ours_group"):
+    for side in ("ours", "ours_fp32"):
         ap, tp, fp, fn = average_precision(masks["peer"], masks[side], (0.5, 0.75, 0.9))
         log.info("masks of %s: %d, peer %d; AP@0.5/0.75/0.9 ours vs peer %.4f/%.4f/%.4f (tp %d fp %d fn %d at "
                  "0.5); identical %s; %s", names[side], int(masks[side].max()), int(masks["peer"].max()), *ap,
@@ -192,7 +194,7 @@ def run() -> list[Row]:
 
     ref = "cellpose 3.1.1.3"
     rows = []
-    for side, tag in (("ours", ""), ("ours_group", f", tile_group {GROUP}")):
+    for side, tag in (("ours", f", {best['ours'].get('dtype', '?')}"), ("ours_fp32", ", float32")):
         ours = best[side]
         rows += [
             Row(f"segment {SIZE}^2 wall (s per MP){tag}", ours["seconds"] / mp, peer["seconds"] / mp, "s/MP", ref),
@@ -234,7 +236,7 @@ def main() -> int:
     ap.add_argument("out")
     ap.add_argument("--warmup")
     ap.add_argument("--tile-size", type=int, default=None, help="segment(tile_size=...); default: ours")
-    ap.add_argument("--tile-group", type=int, default=None, help="segment(tile_group=...); default: ours")
+    ap.add_argument("--precision", default=None, help="segment(precision=...); default: ours")
     args = ap.parse_args()
     args.image = args.worker
     logging.basicConfig(level=logging.WARNING)

@@ -36,15 +36,17 @@ logger = logging.getLogger("eval_nuclei")
 GROUPS = ("fluo", "color", "bf_gray")
 
 
-def score_model(name: str, samples: dict[str, list[tuple[np.ndarray, np.ndarray]]]) -> dict[str, np.ndarray]:
-    """Mean AP (0.5, 0.75, 0.9) per group of ``samples`` for model ``name``."""
+def score_model(
+    name: str, samples: dict[str, list[tuple[np.ndarray, np.ndarray]]], precision: str = "auto"
+) -> dict[str, np.ndarray]:
+    """Mean AP (0.5, 0.75, 0.9) per group of ``samples`` for model ``name`` run in ``precision``."""
     model = load_model(name, device="cpu")
     scores: dict[str, np.ndarray] = {}
     every = []
     for group, items in samples.items():
         aps = []
         for image, truth in items:
-            labels = segment(image, model, axes="YX", diameter=None).labels[0, 0]
+            labels = segment(image, model, axes="YX", diameter=None, precision=precision).labels[0, 0]
             aps.append(average_precision(truth, labels.astype(np.int64))[0])
         scores[group] = np.mean(aps, axis=0)
         if group in GROUPS:
@@ -67,6 +69,8 @@ def load_samples(data: Path) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", action="append", required=True, help="model name or checkpoint (repeatable)")
+    ap.add_argument("--precision", action="append", choices=["auto", "float32", "bfloat16"],
+                    help="network arithmetic (repeatable: one row per model and precision); default auto")
     ap.add_argument("--out", type=Path, help="also write the Markdown table here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -79,12 +83,15 @@ def main(argv: list[str] | None = None) -> int:
     counts = {g: len(samples[g]) for g in samples} | {"all": sum(len(samples[g]) for g in GROUPS)}
     lines = ["| model | " + " | ".join(f"{g} ({counts[g]})" for g in groups) + " |",
              "|---|" + "---|" * len(groups)]
+    precisions = args.precision or ["auto"]
     for name in args.model:
-        t0 = time.perf_counter()
-        scores = score_model(name, samples)
-        logger.info("%s scored in %.0f s", name, time.perf_counter() - t0)
-        cells = [" / ".join(f"{v:.3f}" for v in scores[g]) for g in groups]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        for precision in precisions:
+            t0 = time.perf_counter()
+            scores = score_model(name, samples, precision)
+            logger.info("%s (%s) scored in %.0f s", name, precision, time.perf_counter() - t0)
+            cells = [" / ".join(f"{v:.3f}" for v in scores[g]) for g in groups]
+            label = name if len(precisions) == 1 else f"{name} ({precision})"
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
     table = "AP@0.5 / 0.75 / 0.9, mean over images\n\n" + "\n".join(lines) + "\n"
     print(table)
     if args.out:

@@ -35,7 +35,8 @@ def info(as_json: bool) -> None:
     click.echo(f"python      {data['python']} ({data['platform']})")
     for name, version in data["packages"].items():
         click.echo(f"{name:<15} {version or 'not installed'}")
-    click.echo(f"device      {data['device']}")
+    click.echo(f"device      {data['device']} (precision auto: network {data['precision']['inference']}, "
+               f"training {data['precision']['training']})")
     java = data["java"]
     click.echo(f"java        {java['version'] + ' at ' + java['path'] if java['path'] else 'not found'}")
     click.echo(f"imagej jar  {data['imagej_jar'] or 'not found (apt-get install libij-java, or set IJ_JAR)'}")
@@ -140,6 +141,9 @@ _SEG = DEFAULTS.segment
               help="Test-time augmentation (overlapping, flipped tiles; slower).")
 @click.option("--device", default=_SEG.device, show_default=True,
               help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--precision", type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
+              default=_SEG.precision, show_default=True,
+              help="Network arithmetic; auto: float16 on CUDA, bfloat16 on CPUs with native bfloat16, else float32.")
 @click.option("--scene", default=DEFAULTS.read.scene,
               help="Segment only this scene (name or 0-based index); default: every scene.")
 @click.option("--axes", default=DEFAULTS.read.axes,

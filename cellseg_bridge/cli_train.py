@@ -50,6 +50,8 @@ def _channel(value: str | None) -> int | str | None:
 @click.option("--minutes", "time_budget_min", type=float, default=None,
               help="Time budget; epochs are fitted to it and the run stops and saves when it is used up.")
 @click.option("--device", default=_T.device, show_default=True)
+@click.option("--precision", type=click.Choice(["auto", "float32", "bfloat16"]), default=_T.precision,
+              show_default=True, help="auto: bfloat16 mixed precision where the hardware has it, else float32.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint/state.pt.")
 @click.pass_context
 def train(ctx: click.Context, folder: Path, out_dir: Path, masks_dir, mask_suffix, val_folder, nbase, channel,

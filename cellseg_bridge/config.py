@@ -101,13 +101,6 @@ class SegmentOptions:
     #: its output (the style vector is an average over the tile): AP@0.5 0.91 against 224-px
     #: tiles at tile_size 1024 on the dsb2018 test mosaic (docs/benchmarks.md).
     tile_size: int = 224
-    #: Tiles of tile_size <= 224 run k x k at a time as one network pass over the region they
-    #: cover (fewer pixels through the network: less overlap), the style still taken per
-    #: tile and blended in the decoder. 1: every tile on its own, Cellpose's output exactly.
-    #: k > 1 does NOT reproduce Cellpose: the tiles' zero-padded borders are gone, and that,
-    #: not the style, is most of the difference (k=8 on the dsb2018 2048^2 mosaic: AP@0.5 0.91
-    #: against the peer, 0.52x the network pixels, 2.5x peak memory; docs/benchmarks.md).
-    tile_group: int = 1
     #: Fraction of overlap between neighbouring tiles.
     tile_overlap: float = 0.1
     #: Test-time augmentation: 50% tile overlap and flipped tiles.
@@ -122,8 +115,10 @@ class SegmentOptions:
     stitch_threshold: float = 0.0
     #: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:1", "mps".
     device: str = "auto"
-    #: Run the network in float16 (autocast) on a CUDA GPU; the CPU always computes in float32.
-    half_precision: bool = True
+    #: Arithmetic of the network: "auto" = float16 autocast on a CUDA GPU, bfloat16 autocast on a
+    #: CPU with native bfloat16 (AVX512-BF16/AMX: about 2x the float32 speed; masks AP@0.5 >= 0.99
+    #: against float32, docs/benchmarks.md), else float32; or "float32", "bfloat16", "float16".
+    precision: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -175,6 +170,9 @@ class TrainOptions:
     time_budget_min: float | None = None
     #: Fit a size model (style -> diameter) after training.
     fit_size_model: bool = True
+    #: Arithmetic: "auto" = bfloat16 mixed precision on a CPU with native bfloat16 (AVX512-BF16/AMX:
+    #: ~3x faster steps) or a CUDA GPU with bfloat16, else float32; "float32" or "bfloat16".
+    precision: str = "auto"
     #: "auto", "cpu", "cuda", "mps".
     device: str = "auto"
 

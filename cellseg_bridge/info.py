@@ -23,6 +23,20 @@ def compute_device() -> str:
     return "cpu"
 
 
+def default_precision(device: str) -> dict[str, str]:
+    """What ``precision="auto"`` means on ``device``: ``{"inference": ..., "training": ...}``."""
+    import torch
+
+    from cellseg_bridge.nn.precision import autocast_dtype, training_autocast_dtype
+
+    dev = torch.device(device)
+    names = {}
+    for use, resolve in (("inference", autocast_dtype), ("training", training_autocast_dtype)):
+        dtype = resolve("auto", dev)
+        names[use] = "float32" if dtype is None else str(dtype).removeprefix("torch.")
+    return names
+
+
 def java_version(java: str) -> str | None:
     """Return the first line of ``java -version``, or None if it cannot be run."""
     try:
@@ -39,7 +53,8 @@ def environment_info() -> dict:
     Returns
     -------
     dict
-        JSON-serialisable; keys ``python``, ``packages``, ``device``, ``java``, ``imagej_jar``.
+        JSON-serialisable; keys ``python``, ``packages``, ``device``, ``precision`` (what
+        ``precision="auto"`` means there), ``java``, ``imagej_jar``.
     """
     versions = {}
     for name in PACKAGES:
@@ -49,11 +64,13 @@ def environment_info() -> dict:
             versions[name] = None
     java = find_java()
     jar = find_ij_jar()
+    device = compute_device()
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "packages": versions,
-        "device": compute_device(),
+        "device": device,
+        "precision": default_precision(device),
         "java": {"path": java, "version": java_version(java) if java else None},
         "imagej_jar": str(jar) if jar else None,
     }

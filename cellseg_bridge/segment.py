@@ -72,6 +72,7 @@ from cellseg_bridge.nn.checkpoint import load_checkpoint
 from cellseg_bridge.nn.inference import run_network, select_device
 from cellseg_bridge.nn.registry import resolve_model, size_model_path
 from cellseg_bridge.nn.size_model import SizeModel, load_size_model
+from cellseg_bridge.preprocess import MAX_PLANE_PIXELS, MIN_SIDE, as_tczyx, normalize, select_channels
 
 __all__ = [
     "SegmentResult",
@@ -83,12 +84,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Smallest accepted plane side (pixels) of an input image.
-MIN_SIDE = 8
-#: Largest accepted plane (pixels, after rescaling too); beyond, use the distributed path.
-MAX_PLANE_PIXELS = 2**29
-_DIMS = "TCZYX"
 
 
 # --------------------------------------------------------------------------- model
@@ -230,8 +225,6 @@ def _check_options(opts: SegmentOptions) -> SegmentOptions:
         raise InputError(f"normalize_percentiles must satisfy 0 <= low < high <= 100, got {(lo, hi)}")
     if opts.tile_size < 0:
         raise InputError(f"tile_size must be >= 0 (0: whole image), got {opts.tile_size}")
-    if opts.tile_group < 1:
-        raise InputError(f"tile_group must be >= 1, got {opts.tile_group}")
     if opts.batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {opts.batch_size}")
     if opts.anisotropy is not None and not opts.anisotropy > 0:
@@ -239,106 +232,6 @@ def _check_options(opts: SegmentOptions) -> SegmentOptions:
     if opts.niter is not None and opts.niter < 0:
         raise InputError(f"niter must be >= 0, got {opts.niter}")
     return opts
-
-
-def _as_tczyx(image: Any, axes: str | None) -> tuple[np.ndarray, list[str] | None, dict]:
-    """The image as a TCZYX ndarray, its channel names and physical pixel sizes."""
-    names = None
-    sizes: dict = {}
-    if hasattr(image, "dims") and hasattr(image, "attrs"):  # xarray.DataArray
-        dims = "".join(str(d) for d in image.dims)
-        if axes is not None and axes.upper() != dims:
-            raise InputError(f"axes {axes!r} given but the DataArray has dims {dims!r}")
-        axes = dims
-        names = image.attrs.get("channel_names")
-        sizes = dict(image.attrs.get("physical_pixel_sizes") or {})
-        data = np.asarray(image.data)
-    else:
-        try:
-            data = np.asarray(image)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"not an image array ({exc})") from exc
-        if axes is None:
-            if data.ndim == 2:
-                axes = "YX"
-            else:
-                raise InputError(
-                    f"a {data.ndim}D array needs axes, e.g. axes='CYX', 'ZYX', 'YXC' or 'TZYX' "
-                    f"(shape {data.shape}); only 2D arrays default to 'YX'"
-                )
-    axes = str(axes).upper()
-    if len(axes) != data.ndim:
-        raise InputError(
-            f"axes {axes!r} has {len(axes)} letters but the image has {data.ndim} dimensions "
-            f"(shape {data.shape}); e.g. a Z stack must be given as 'ZYX', not 'YX'"
-        )
-    if len(set(axes)) != len(axes) or not set(axes) <= set(_DIMS) or not {"Y", "X"} <= set(axes):
-        raise InputError(f"axes {axes!r} must be distinct letters of TCZYX including Y and X")
-    if data.dtype.kind not in "biuf":
-        raise InputError(f"unsupported pixel type {data.dtype}")
-    for letter in _DIMS:
-        if letter not in axes:
-            data = data[None]
-            axes = letter + axes
-    data = data.transpose([axes.index(letter) for letter in _DIMS])
-    if data.size == 0:
-        raise InputError(f"the image is empty (TCZYX shape {data.shape})")
-    if data.shape[3] < MIN_SIDE or data.shape[4] < MIN_SIDE:
-        raise InputError(
-            f"the image planes are {data.shape[3]}x{data.shape[4]} pixels; "
-            f"at least {MIN_SIDE}x{MIN_SIDE} are needed"
-        )
-    if data.shape[3] * data.shape[4] > MAX_PLANE_PIXELS:
-        raise InputError(
-            f"planes of {data.shape[3]}x{data.shape[4]} pixels are larger than this path handles "
-            f"({MAX_PLANE_PIXELS} pixels); segment in chunks (distributed large-image path)"
-        )
-    return data, names, sizes
-
-
-def _channel_index(which: int | str, names: list[str] | None, n: int, what: str) -> int:
-    listing = (
-        ", ".join(f"{i}={nm!r}" for i, nm in enumerate(names)) if names else f"indices 0..{n - 1}"
-    )
-    if isinstance(which, (bool, np.bool_)):
-        raise InputError(f"{what} must be an index or a name, got {which!r}")
-    if isinstance(which, (int, np.integer)):
-        i = int(which)
-        if not -n <= i < n:
-            raise InputError(f"{what} {i} does not exist; the image has {n} channel(s): {listing}")
-        return i % n
-    if isinstance(which, str):
-        if names:
-            hits = [i for i, nm in enumerate(names) if str(nm) == which]
-            if not hits:
-                hits = [i for i, nm in enumerate(names) if str(nm).lower() == which.lower()]
-            if len(hits) == 1:
-                return hits[0]
-        if which.lstrip("-").isdigit():
-            return _channel_index(int(which), names, n, what)
-        raise InputError(f"{what} {which!r} does not exist; the image has {n} channel(s): {listing}")
-    raise InputError(f"{what} must be an index or a name, got {which!r}")
-
-
-def _select_channels(data: np.ndarray, names, opts: SegmentOptions, nchan: int) -> np.ndarray:
-    """(T, nchan, Z, Y, X) float32 with the chosen channel(s), zeros for a missing second."""
-    n = data.shape[1]
-    first = _channel_index(opts.channel, names, n, "channel")
-    chans = [first]
-    if opts.nuclear_channel is not None:
-        if nchan < 2:
-            raise InputError("nuclear_channel given but the network takes a single channel")
-        chans.append(_channel_index(opts.nuclear_channel, names, n, "nuclear_channel"))
-    out = np.zeros((data.shape[0], nchan, *data.shape[2:]), np.float32)
-    for k, c in enumerate(chans[:nchan]):
-        out[:, k] = data[:, c]
-    bad = ~np.isfinite(out)
-    if bad.any():
-        raise InputError(
-            f"the image has {int(bad.sum())} NaN or infinite pixel(s) in the channel(s) used; "
-            "replace them (e.g. by the background value) before segmenting"
-        )
-    return out
 
 
 def _anisotropy(opts: SegmentOptions, sizes: dict) -> float:
@@ -384,8 +277,7 @@ class _Runner:
             tile_overlap=o.tile_overlap,
             augment=o.augment,
             batch_size=o.batch_size,
-            half_precision=o.half_precision,
-            tile_group=o.tile_group,
+            precision=o.precision,
         )
         self.t_net += time.perf_counter() - tic
         return y, style
@@ -491,17 +383,6 @@ class _Runner:
         return labels, flows[:3], flows[3], styles
 
 
-def _normalize(planes: np.ndarray, opts: SegmentOptions, whole_stack: bool) -> np.ndarray:
-    """Normalise (C, Z, Y, X): per channel over the stack, or per channel and plane."""
-    lo, hi = opts.normalize_percentiles
-    if whole_stack:
-        return transforms.normalize_percentile(planes, lo, hi, channel_axis=0)
-    out = np.empty(planes.shape, np.float32)
-    for z in range(planes.shape[1]):
-        out[:, z] = transforms.normalize_percentile(planes[:, z], lo, hi, channel_axis=0)
-    return out
-
-
 def segment(
     image: Any,
     model: SegmentationModel | str | Path | None = None,
@@ -541,13 +422,13 @@ def segment(
     """
     return_flows = bool(options.pop("return_flows", False))
     opts = _options(options)
-    data, names, sizes = _as_tczyx(image, axes)
+    data, names, sizes = as_tczyx(image, axes)
     if model is None:
         model = opts.model
     if not isinstance(model, SegmentationModel):
         model = load_model(model, opts.device)
     opts = dataclasses.replace(opts, model=model.name)
-    planes_all = _select_channels(data, names, opts, model.nchan)
+    planes_all = select_channels(data, names, opts, model.nchan)
     del data
     nt, _, nz, ly, lx = planes_all.shape
     run = _Runner(model, opts)
@@ -561,7 +442,7 @@ def segment(
 
     labels_t, flows_t, prob_t, styles_t, diams = [], [], [], [], []
     for t in range(nt):
-        planes = _normalize(planes_all[t], opts, whole_stack=three_d or stitch)
+        planes = normalize(planes_all[t], opts, whole_stack=three_d or stitch)
         if opts.diameter is not None:
             diameter = float(opts.diameter)
         elif model.size_model is not None and not three_d:

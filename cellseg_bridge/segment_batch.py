@@ -252,7 +252,7 @@ def segment_files(
         inputs = [inputs]
     out_dir = Path(out_dir)
     model = DEFAULTS.segment.model if model is None else model
-    kinds = _check_outputs(outputs, save_seg_npy, save_flows)
+    kinds = check_output_kinds(outputs, save_seg_npy, save_flows)
     unknown = sorted(set(segment_options) - set(SEGMENT_OPTION_NAMES))
     if unknown:
         known = ", ".join(SEGMENT_OPTION_NAMES)
@@ -280,7 +280,7 @@ def segment_files(
         planned = []
         for item in items:
             item_kinds = list(kinds)
-            if "seg_npy" in kinds and not _is_2d(item.source, item.key, axes):
+            if "seg_npy" in kinds and not scene_is_2d(item.source, item.key, axes):
                 log.info("%s: not a single 2D plane; no _seg.npy (Cellpose's GUI format is 2D here)", item.name)
                 item_kinds.remove("seg_npy")
                 item = dataclasses.replace(
@@ -297,7 +297,7 @@ def segment_files(
 
     def job(item: WorkItem) -> None:
         record = records[item.name]
-        n_cells, diameter = _segment_item(item, record.outputs, models, segment_fn, options, axes)
+        n_cells, diameter = segment_item(item, record.outputs, models, segment_fn, options, axes)
         record.n_cells, record.diameter = n_cells, diameter
 
     batch = run_batch(
@@ -312,14 +312,32 @@ def segment_files(
         description="segment",
     )
     report.done, report.skipped, report.failed = batch.done, batch.skipped, batch.failed
-    report.items = _item_statuses(records, batch)
+    report.items = item_statuses(records, batch)
     return report
 
 
 # --------------------------------------------------------------------------- planning
 
 
-def _check_outputs(outputs: Sequence[str], save_seg_npy: bool, save_flows: bool) -> list[str]:
+def check_output_kinds(outputs: Sequence[str], save_seg_npy: bool, save_flows: bool) -> list[str]:
+    """The output kinds to write, in :data:`OUTPUT_KINDS` order, then ``seg_npy`` and ``flows``.
+
+    Parameters
+    ----------
+    outputs : str or sequence of str
+        Kinds of :data:`OUTPUT_KINDS`.
+    save_seg_npy, save_flows : bool
+        Add ``"seg_npy"`` / ``"flows"``.
+
+    Returns
+    -------
+    list of str
+
+    Raises
+    ------
+    InputError
+        Unknown kinds, or nothing to write.
+    """
     if isinstance(outputs, str):
         outputs = [outputs]
     unknown = [k for k in outputs if k not in OUTPUT_KINDS]
@@ -332,20 +350,38 @@ def _check_outputs(outputs: Sequence[str], save_seg_npy: bool, save_flows: bool)
     return kinds
 
 
-def _is_2d(source: Path, index: int, axes: str | None) -> bool:
-    """One time point and one plane (the image is opened lazily; no pixels are read)."""
-    image = _open(source, index, axes)
+def scene_is_2d(source: Path, index: int, axes: str | None) -> bool:
+    """Whether a scene has one time point and one plane (opened lazily; no pixels are read)."""
+    image = open_scene(source, index, axes)
     return image.sizes["T"] == 1 and image.sizes["Z"] == 1
 
 
-def _open(source: Path, index: int, axes: str | None):
+def open_scene(source: Path, index: int, axes: str | None):
+    """Open scene ``index`` of ``source`` lazily as a TCZYX DataArray.
+
+    ``axes`` applies to plain TIFFs only (:func:`~cellseg_bridge.naming.axes_for`);
+    see :func:`~cellseg_bridge.io.reader.open_image`.
+    """
     from cellseg_bridge.io.reader import open_image
 
     return open_image(source, scene=index, axes=axes_for(source, axes))
 
 
-def _item_statuses(records: dict[str, ItemResult], batch: BatchReport) -> list[ItemResult]:
-    """Set each record's status from the batch report; add records for inputs that failed before planning."""
+def item_statuses(records: dict[str, ItemResult], batch: BatchReport) -> list[ItemResult]:
+    """Set each record's status from the batch report; add records for inputs that failed before planning.
+
+    Parameters
+    ----------
+    records : dict of str to ItemResult
+        One record per planned item, by item name (updated in place).
+    batch : BatchReport
+        What :func:`~cellseg_bridge.batch.run_batch` did.
+
+    Returns
+    -------
+    list of ItemResult
+        The records, then one per input that failed before it could be planned.
+    """
     failed = dict(batch.failed)
     skipped = {Path(p) for p in batch.skipped}
     done = {Path(p) for p in batch.done}
@@ -393,7 +429,7 @@ class _ModelOnce:
         return self._model
 
 
-def _segment_item(
+def segment_item(
     item: WorkItem,
     outputs: dict[str, Path],
     models: _ModelOnce,
@@ -401,8 +437,31 @@ def _segment_item(
     options: dict[str, Any],
     axes: str | None,
 ) -> tuple[int, float | None]:
-    """Open, segment and write all outputs of one scene; return (number of cells, diameter)."""
-    image = _open(item.source, item.key, axes)
+    """Open, segment and write all outputs of one scene; return (number of cells, diameter).
+
+    Parameters
+    ----------
+    item : WorkItem
+        The scene (``source``, scene index ``key``).
+    outputs : dict of str to Path
+        Output path per kind; all are written through :func:`staged_outputs`.
+    models : object with a ``get()`` method
+        Gives the loaded model (loaded on first use by :func:`segment_files`).
+    segment_fn : callable
+        ``segment_fn(image, model, return_flows=..., **options)``, as
+        :func:`cellseg_bridge.segment.segment`.
+    options : dict
+        Segmentation options (``channel`` and ``nuclear_channel`` are resolved
+        to indices here; the dict is not modified).
+    axes : str, optional
+        Axes of plain TIFFs.
+
+    Returns
+    -------
+    (int, float or None)
+        Number of labels and the diameter used.
+    """
+    image = open_scene(item.source, item.key, axes)
     image = image.copy(data=np.asarray(image.data))  # read the pixels once (segment and measure use them)
     n_t, n_c, n_z, n_y, n_x = (image.sizes[a] for a in "TCZYX")
     names = [str(n) for n in image.attrs.get("channel_names") or [f"ch{i}" for i in range(n_c)]]
@@ -449,14 +508,14 @@ def _segment_item(
     if "flows" in outputs:
         writers["flows"] = lambda path: _write_flows(path, result, labels.shape, sizes)
 
-    with _staged([outputs[kind] for kind in writers]) as tmps:
+    with staged_outputs([outputs[kind] for kind in writers]) as tmps:
         for write, tmp in zip(writers.values(), tmps):
             write(tmp)
     return _count_labels(labels), diameter
 
 
 @contextlib.contextmanager
-def _staged(paths: Sequence[Path]) -> Iterator[list[Path]]:
+def staged_outputs(paths: Sequence[Path]) -> Iterator[list[Path]]:
     """Yield temporary paths in a hidden folder beside ``paths``; move them all into place on success.
 
     All outputs of an item share one folder, so one staging folder suffices; on any

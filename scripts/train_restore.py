@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"],
+                    help="auto: bfloat16 mixed precision where the hardware has it natively")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -93,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         time_budget_min=args.minutes,
         device=args.device,
+        precision=args.precision,
         provenance={"data": "dsb2018 train split", "modalities": sorted(kinds), "n_images": len(pairs),
                     "loss": args.loss, "command": " ".join(sys.argv)},
     )

@@ -12,6 +12,8 @@ def test_info_json_reports_versions_device_and_java():
     assert data["packages"]["cellseg-bridge"]
     assert data["packages"]["torch"]
     assert data["device"] in {"cpu", "cuda", "mps"}
+    assert set(data["precision"]) == {"inference", "training"}
+    assert {data["precision"]["inference"], data["precision"]["training"]} <= {"float32", "bfloat16", "float16"}
     assert set(data["java"]) == {"path", "version"}
 
 

@@ -8,8 +8,9 @@ cellprob, float16) with the peer's masks recomputed from exactly those values.
 (a) dynamics only: our ``compute_masks`` on the peer's flows must give the peer's masks
     (AP@0.5 >= 0.98; the exact-equality rate is printed: 2/2 where the golden file was made).
 (b) end to end: our ``segment`` with the same checkpoint on the same images must agree with
-    the peer's masks (AP@0.5 of ours against theirs >= 0.98 on each image), with Cellpose's
-    tiling (``tile_size=224``) and with our default options. By default on 5 images, one per
+    the peer's masks (AP@0.5 of ours against theirs >= 0.98 on each image), in the peer's
+    arithmetic (``precision="float32"``) and with our default options (bfloat16 on CPUs that
+    have it natively, ``cellseg_bridge.nn.precision``). By default on 5 images, one per
     image size (so multi-tile images are covered); ``CELLSEG_PEER_ALL=1`` runs all 24.
     ``pytest -s`` shows the numbers.
 
@@ -109,8 +110,8 @@ def test_dynamics_reproduce_peer_masks(golden, golden_meta):
     print(f"\ndynamics vs peer: exact equality {exact}/{len(flow_ids)}\n  " + "\n  ".join(lines))
 
 
-# tile_size 224 is Cellpose's own tiling; the default (larger tiles) is what users get.
-MODES = {"cellpose_tiling": {"tile_size": 224}, "default_options": {}}
+# float32 is the peer's arithmetic; the default (bfloat16 where native) is what users get.
+MODES = {"float32": {"precision": "float32"}, "default_options": {}}
 
 
 @pytest.mark.parametrize("mode", list(MODES))

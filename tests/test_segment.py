@@ -11,6 +11,7 @@ import pytest
 import torch
 import xarray as xr
 
+from cellseg_bridge import preprocess
 from cellseg_bridge.config import DEFAULTS
 from cellseg_bridge.core.metrics import average_precision
 from cellseg_bridge.errors import InputError
@@ -234,6 +235,8 @@ def test_nan_pixels_are_refused(tiny_model):
 
 
 def test_huge_plane_is_refused(tiny_model, monkeypatch):
+    # the input check lives in cellseg_bridge.preprocess; segment re-exports the constant
+    monkeypatch.setattr(preprocess, "MAX_PLANE_PIXELS", 1000)
     monkeypatch.setattr(seg_mod, "MAX_PLANE_PIXELS", 1000)
     with pytest.raises(InputError, match="larger"):
         segment(np.zeros((40, 40)), model=tiny_model)

@@ -341,7 +341,7 @@ def has_large_planes(
     """
     from cellseg_bridge.io.reader import SUPPORTED_SUFFIXES, list_scenes
     from cellseg_bridge.naming import select_scene
-    from cellseg_bridge.segment_batch import _open
+    from cellseg_bridge.segment_batch import open_scene
 
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
@@ -351,7 +351,7 @@ def has_large_planes(
             scenes = [str(s) for s in list_scenes(source)]
             indices = range(len(scenes)) if scene is None else [select_scene(scenes, scene, source)]
             for index in indices:
-                sizes = _open(source, index, axes).sizes
+                sizes = open_scene(source, index, axes).sizes
                 if sizes["Y"] * sizes["X"] > threshold:
                     return True
         except (CellsegError, OSError, ValueError, KeyError):
@@ -433,10 +433,10 @@ def _segment_task(item: WorkItem, kinds: tuple[str, ...], model: Any, device: st
                   axes: str | None) -> dict:
     """Segment one scene and write its outputs (the job of :func:`~cellseg_bridge.segment_batch.segment_files`)."""
     from cellseg_bridge.segment import segment
-    from cellseg_bridge.segment_batch import _segment_item
+    from cellseg_bridge.segment_batch import segment_item
 
     outputs = dict(zip(kinds, item.outputs))
-    n_cells, diameter = _segment_item(item, outputs, _WorkerModel(model, device), segment, dict(options), axes)
+    n_cells, diameter = segment_item(item, outputs, _WorkerModel(model, device), segment, dict(options), axes)
     return {"n_cells": n_cells, "diameter": diameter}
 
 
@@ -501,10 +501,16 @@ def segment_files_distributed(
 
     from cellseg_bridge.io.reader import list_scenes
     from cellseg_bridge.naming import scene_items
-    from cellseg_bridge.segment_batch import OUTPUT_SUFFIXES, SEGMENT_OPTION_NAMES, _check_outputs, _is_2d, _open
+    from cellseg_bridge.segment_batch import (
+        OUTPUT_SUFFIXES,
+        SEGMENT_OPTION_NAMES,
+        check_output_kinds,
+        open_scene,
+        scene_is_2d,
+    )
 
     out_dir = Path(out_dir)
-    kinds = _check_outputs(outputs, save_seg_npy, save_flows)
+    kinds = check_output_kinds(outputs, save_seg_npy, save_flows)
     unknown = sorted(set(segment_options) - set(SEGMENT_OPTION_NAMES))
     if unknown:
         raise InputError(f"unknown segmentation option(s) {', '.join(unknown)}")
@@ -517,13 +523,13 @@ def segment_files_distributed(
         scenes = [str(s) for s in list_scenes(source)]
         planned = []
         for item in scene_items(source, scenes, out_dir, [OUTPUT_SUFFIXES[k] for k in kinds], scene=scene):
-            sizes = _open(item.source, item.key, axes).sizes
+            sizes = open_scene(item.source, item.key, axes).sizes
             if chunked or sizes["Y"] * sizes["X"] > chunked_threshold_pixels:
                 base = item.outputs[0].name[: -len(OUTPUT_SUFFIXES[kinds[0]])]
                 item = dataclasses.replace(item, outputs=tuple(out_dir / (base + s) for s in LARGE_SUFFIXES.values()))
                 large_items.add(item.name)
             else:
-                these = [k for k in kinds if k != "seg_npy" or _is_2d(item.source, item.key, axes)]
+                these = [k for k in kinds if k != "seg_npy" or scene_is_2d(item.source, item.key, axes)]
                 item = dataclasses.replace(item, outputs=tuple(o for k, o in zip(kinds, item.outputs) if k in these))
                 item_kinds[item.name] = tuple(these)
             planned.append(item)

@@ -34,6 +34,7 @@ import torch
 from cellseg_bridge.core import transforms
 from cellseg_bridge.nn import inference
 from cellseg_bridge.nn.inference import PAD_DIVISOR
+from cellseg_bridge.nn.precision import autocast_dtype
 
 __all__ = ["PlaneGrid", "chunk_network_output", "TileCache", "TILE_CACHE"]
 
@@ -78,12 +79,6 @@ class TileCache:
 
 #: The tile cache of this process.
 TILE_CACHE = TileCache()
-
-
-def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Move a batch to the network as :func:`run_network` does (same memory layout, same numbers)."""
-    to_net = getattr(inference, "_to_net", None)
-    return to_net(x, device) if to_net is not None else x.to(device)
 
 
 def _axis_map(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -202,7 +197,7 @@ def chunk_network_output(
     normalize: Callable[[np.ndarray], np.ndarray],
     *,
     batch_size: int = 8,
-    half_precision: bool = True,
+    precision: str = "auto",
     cache_token: str | None = None,
 ) -> np.ndarray:
     """Network output ``(nout, h, w)`` over ``region``, equal to the whole-plane pass there.
@@ -221,8 +216,8 @@ def chunk_network_output(
         Raw ``(C, h, w)`` -> normalised float32 (with whole-plane percentiles).
     batch_size : int
         Tiles per forward pass.
-    half_precision : bool
-        float16 autocast on CUDA.
+    precision : {"auto", "float32", "bfloat16", "float16"}
+        Arithmetic of the network (:func:`~cellseg_bridge.nn.precision.autocast_dtype`).
     cache_token : str, optional
         Reuse / keep tile outputs in :data:`TILE_CACHE` under this token (one
         per plane and set of options); None: no cache.
@@ -248,7 +243,7 @@ def chunk_network_output(
     th, tw = tiles[0][0][1] - tiles[0][0][0], tiles[0][1][1] - tiles[0][1][0]
     per_batch = max(1, min(batch_size, batch_size * transforms.MIN_TILE**2 // (th * tw)))
     device = next(net.parameters()).device
-    use_amp = half_precision and device.type == "cuda"
+    dtype = autocast_dtype(precision, device)
     mask = transforms.taper_mask(th, tw)
     computed: dict = {}
     todo = tiles
@@ -263,13 +258,7 @@ def chunk_network_output(
         for start in range(0, len(todo), per_batch):
             batch = todo[start : start + per_batch]
             arr = np.stack([block[:, ty[0] - bly : ty[1] - bly, tx[0] - blx : tx[1] - blx] for ty, tx in batch])
-            xt = _to_device(torch.from_numpy(np.ascontiguousarray(arr)), device)
-            if use_amp:
-                with torch.autocast(device_type="cuda", dtype=torch.float16):
-                    y, _ = net(xt)
-            else:
-                y, _ = net(xt)
-            y = y.float().cpu().numpy()
+            y, _ = inference.forward_batch(net, arr, device, dtype)
             for t, yt in zip(batch, y):
                 computed[t] = yt.copy()
                 if cache_token is not None:

@@ -130,7 +130,7 @@ class _ChunkParams:
     min_size: int
     max_size_fraction: float
     batch_size: int
-    half_precision: bool
+    precision: str
     cache_token: str
 
 
@@ -150,7 +150,7 @@ def _chunk_task(source: PlaneSource | np.ndarray, chunk: Chunk, params: _ChunkPa
     window = params.grid.source_window(chunk.region)
     block = source if isinstance(source, np.ndarray) else source.read(window)
     y = chunk_network_output(net_model.net, params.grid, chunk.region, block, params.normalize,
-                             batch_size=params.batch_size, half_precision=params.half_precision,
+                             batch_size=params.batch_size, precision=params.precision,
                              cache_token=params.cache_token)
     del block
     h, w = chunk.shape
@@ -177,8 +177,6 @@ def _options(options: dict[str, Any]) -> SegmentOptions:
         raise InputError("test-time augmentation is not available for chunked segmentation")
     if opts.tile_size <= 0:
         raise InputError("chunked segmentation needs network tiles (tile_size > 0)")
-    if int(getattr(opts, "tile_group", 1) or 1) > 1:
-        log.info("chunked segmentation runs every network tile on its own (tile_group ignored)")
     if opts.diameter is not None and not (math.isfinite(opts.diameter) and opts.diameter > 0):
         raise InputError(f"diameter must be a positive number or None, got {opts.diameter}")
     return opts
@@ -367,7 +365,7 @@ def segment_large(
         niter=int(opts.niter) if opts.niter else int((1.0 / rescale) * 200),
         cellprob_threshold=opts.cellprob_threshold, flow_threshold=opts.flow_threshold,
         min_size=opts.min_size, max_size_fraction=opts.max_size_fraction,
-        batch_size=opts.batch_size, half_precision=opts.half_precision, cache_token=uuid.uuid4().hex,
+        batch_size=opts.batch_size, precision=opts.precision, cache_token=uuid.uuid4().hex,
     )
     chunks = chunk_grid(source.shape, chunk_size, overlap)
     log.info("segment_large: plane %dx%d, diameter %.3g px, %d chunk(s) of core <= %d px, overlap %d px",

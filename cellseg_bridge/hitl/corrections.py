@@ -23,7 +23,7 @@ import numpy as np
 
 from cellseg_bridge.core.metrics import match_labels
 from cellseg_bridge.errors import InputError
-from cellseg_bridge.io.roi_import import RoiImportReport, _bounds, is_area_roi, read_rois, rois_to_labels
+from cellseg_bridge.io.roi_import import RoiImportReport, is_area_roi, read_rois, roi_bounds, rois_to_labels
 
 __all__ = ["Correction", "CorrectionChanges", "read_correction", "compare_to_prediction"]
 
@@ -142,7 +142,7 @@ def _check_fit(report: RoiImportReport, path: Path, shape: tuple[int, int], imag
     for index, name, reason in report.skipped:
         if "empty mask" not in reason and "outside" not in reason:
             continue
-        left, top, width, height = _bounds(rois[index])
+        left, top, width, height = roi_bounds(rois[index])
         if left >= lx or top >= ly or left + max(width, 1) <= 0 or top + max(height, 1) <= 0 or "outside" in reason:
             off.append((index, name, (left, top, width, height)))
     if not off:

@@ -102,7 +102,8 @@ def _same_plan(a: dict[str, Any] | None, b: dict[str, Any]) -> bool:
     return a is not None and json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
-def _epochs_done(partial: Path) -> int:
+def epochs_done(partial: Path) -> int:
+    """Epochs an interrupted training run has finished: rows of ``curves.csv`` in ``partial`` (0 if none)."""
     curves = partial / "curves.csv"
     try:
         return max(0, len(curves.read_text(encoding="utf-8").strip().splitlines()) - 1)
@@ -194,7 +195,7 @@ def train_cycle(
                 state = partial / "checkpoint" / "state.pt"
                 if not fresh and _same_plan(old, plan) and state.is_file():
                     resume = True
-                    logger.info("resuming interrupted %s after epoch %d", key, _epochs_done(partial))
+                    logger.info("resuming interrupted %s after epoch %d", key, epochs_done(partial))
                 else:
                     why = "fresh start requested" if fresh else "its training set or options differ"
                     logger.warning("discarding interrupted %s (%s)", partial.name, why)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from cellseg_bridge.hitl.cycle import PARTIAL_SUFFIX, _epochs_done, cycle_key
+from cellseg_bridge.hitl.cycle import PARTIAL_SUFFIX, cycle_key, epochs_done
 from cellseg_bridge.hitl.evaluate import holdout_score
 from cellseg_bridge.hitl.manifest import project_lock, write_manifest
 
@@ -77,7 +77,7 @@ def project_status(project: HitlProject, *, evaluate: bool = True, device: str =
     partial = project.directory / "models" / f"{cycle_key(nxt)}{PARTIAL_SUFFIX}"
     interrupted = None
     if partial.is_dir():
-        interrupted = {"cycle": nxt, "folder": str(partial), "epochs_done": _epochs_done(partial),
+        interrupted = {"cycle": nxt, "folder": str(partial), "epochs_done": epochs_done(partial),
                        "resumable": (partial / "checkpoint" / "state.pt").is_file()}
     corrected = project.corrected()
     train = [r for r in corrected if r["correction"]["split"] == "train"]

@@ -239,7 +239,7 @@ def _ij_short(value: int) -> int:
     return signed if signed >= -5000 else raw
 
 
-def _bounds(roi: ImagejRoi) -> tuple[int, int, int, int]:
+def roi_bounds(roi: ImagejRoi) -> tuple[int, int, int, int]:
     """``(left, top, width, height)`` of the header, as ImageJ decodes them."""
     left, top = _ij_short(roi.left), _ij_short(roi.top)
     return left, top, _ij_short(roi.right) - left, _ij_short(roi.bottom) - top
@@ -259,7 +259,7 @@ def _header_float(roi: ImagejRoi) -> float:
 
 def _integer_vertices(roi: ImagejRoi) -> tuple[np.ndarray, np.ndarray]:
     rel = _signed_rel(roi.integer_coordinates)
-    left, top, _, _ = _bounds(roi)
+    left, top, _, _ = roi_bounds(roi)
     return rel[:, 0] + left, rel[:, 1] + top
 
 
@@ -286,7 +286,7 @@ def roi_local_mask(
         return None
     if roi.composite:
         return rz.shape_mask(np.asarray(roi.multi_coordinates, np.float32))
-    left, top, width, height = _bounds(roi)
+    left, top, width, height = roi_bounds(roi)
     # ImageJ's Roi and OvalRoi make empty or negative sizes one pixel
     width, height = max(width, 1), max(height, 1)
     if clip is None:

@@ -15,9 +15,10 @@ geometry and blending):
   component negated;
 * the style of a plane is the sum of its tiles' styles, L2-normalised.
 
-The network runs under :func:`torch.inference_mode`; on a CUDA device with
-``half_precision`` under float16 autocast (outputs are returned as float32);
-the CPU and MPS always compute in float32.
+The network runs under :func:`torch.inference_mode`, in the arithmetic chosen by
+``precision`` (:func:`~cellseg_bridge.nn.precision.autocast_dtype`): by default
+float16 autocast on a CUDA GPU, bfloat16 autocast on a CPU that computes bfloat16
+natively (AVX512-BF16 or AMX), float32 elsewhere. Outputs are always float32.
 """
 
 from __future__ import annotations
@@ -30,13 +31,15 @@ import torch
 
 from cellseg_bridge.core import transforms
 from cellseg_bridge.errors import InputError
+from cellseg_bridge.nn.precision import autocast, autocast_dtype
 
-__all__ = ["select_device", "run_network", "PAD_DIVISOR"]
+__all__ = ["select_device", "run_network", "forward_batch", "PAD_DIVISOR"]
 
 logger = logging.getLogger(__name__)
 
 #: Planes are padded to a multiple of this (and of the network's size multiple).
 PAD_DIVISOR = 16
+
 
 
 def select_device(device: str | torch.device = "auto") -> torch.device:
@@ -75,6 +78,22 @@ def select_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
+def forward_batch(
+    net: torch.nn.Module, batch: np.ndarray, device: torch.device, dtype: torch.dtype | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """One network pass over a ``(B, C, Y, X)`` batch; float32 ``(output, style)`` arrays.
+
+    The batch goes channels-last on the CPU (faster convolutions) and runs under
+    autocast to ``dtype`` when it is not None. Call under :func:`torch.inference_mode`.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(device)
+    if device.type == "cpu":
+        x = x.contiguous(memory_format=torch.channels_last)
+    with autocast(device, dtype):
+        y, style = net(x)
+    return y.float().cpu().numpy(), style.float().cpu().numpy()
+
+
 def _flip_code(j: int, i: int) -> tuple[bool, bool]:
     """(flip Y, flip X) of tile row ``j``, column ``i`` under test-time augmentation."""
     return i % 2 == 1, j % 2 == 1
@@ -105,8 +124,7 @@ def run_network(
     tile_overlap: float = 0.1,
     augment: bool = False,
     batch_size: int = 8,
-    half_precision: bool = True,
-    tile_group: int = 1,
+    precision: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Network output for each plane, blended over tiles.
 
@@ -129,18 +147,8 @@ def run_network(
     batch_size : int
         Tiles of 224 x 224 per forward pass; larger tiles are batched by area
         (``batch_size * 224**2 // tile_area``, at least 1).
-    half_precision : bool
-        float16 autocast on CUDA devices (ignored elsewhere).
-    tile_group : int
-        1: every tile is its own network pass (Cellpose). ``k > 1`` (only for
-        ``tile_size <= 224`` without ``augment``, and a :class:`CellposeUNet`):
-        ``k x k`` neighbouring tiles are run as one pass over the region they
-        cover (less overlap: fewer pixels through the network), with the
-        style still computed per tile, from the region's deepest features
-        inside the tile, and fed to the decoder as a blended, spatially
-        varying shift (:class:`~cellseg_bridge.nn.net.WindowStyles`); the
-        region outputs are blended with the sum of their tiles' tapers. Close
-        to, but not identical with, Cellpose's output (tile borders move).
+    precision : {"auto", "float32", "bfloat16", "float16"}
+        Arithmetic of the network (:func:`~cellseg_bridge.nn.precision.autocast_dtype`).
 
     Returns
     -------
@@ -181,29 +189,12 @@ def run_network(
     else:
         tiles = _plane_tiles((py, px), tile_size, tile_overlap, augment, div)
     device = next(net.parameters()).device
-    if (
-        int(tile_group) > 1
-        and not augment
-        and 0 < tile_size <= transforms.MIN_TILE
-        and len(tiles) > 1
-        and hasattr(net, "encode")
-        and hasattr(net, "decode")
-    ):
-        outputs, styles = [], []
-        net.eval()
-        with torch.inference_mode():
-            for k in range(n):
-                o, s = _grouped_plane(net, padded[k], tile_size, tile_overlap, div, int(tile_group), device)
-                outputs.append(o[:, y0 : y0 + ly, x0 : x0 + lx].copy())
-                styles.append(s)
-        out, sty = np.stack(outputs), np.stack(styles)
-        return (out[0], sty[0]) if single else (out, sty)
+    dtype = autocast_dtype(precision, device)
     (sy0, sx0), _, _ = tiles[0]
     tile_pixels = (sy0.stop - sy0.start) * (sx0.stop - sx0.start)
     # batch_size counts 224 x 224 tiles: larger tiles go fewer at a time (bounded memory)
     per_batch = max(1, min(batch_size, batch_size * transforms.MIN_TILE**2 // tile_pixels))
 
-    use_amp = half_precision and device.type == "cuda"
     nout = None
     outputs: list[np.ndarray] = []
     styles: list[np.ndarray] = []
@@ -223,14 +214,7 @@ def run_network(
                 if fx:
                     a = a[:, :, ::-1]
                 arr.append(np.ascontiguousarray(a))
-            x = _to_net(torch.from_numpy(np.stack(arr)), device)
-            if use_amp:
-                with torch.autocast(device_type="cuda", dtype=torch.float16):
-                    y, style = net(x)
-            else:
-                y, style = net(x)
-            y = y.float().cpu().numpy()
-            style = style.float().cpu().numpy()
+            y, style = forward_batch(net, np.stack(arr), device, dtype)
             nout = y.shape[1]
             for b, (k, t) in enumerate(batch):
                 _, fy, fx = tiles[t]
@@ -256,83 +240,3 @@ def run_network(
         "ran %d plane(s) of %dx%d as %d tile(s) each (nout %s)", n, ly, lx, len(tiles), nout
     )
     return (out[0], sty[0]) if single else (out, sty)
-
-
-def _to_net(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Move a batch to the network's device; channels-last layout on the CPU (faster convolutions)."""
-    x = x.to(device)
-    if device.type == "cpu":
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x
-
-
-def _group_spans(
-    starts: np.ndarray, size: int, length: int, group: int, div: int
-) -> list[tuple[int, int, list[int]]]:
-    """Regions ``(start, stop, tile indices)`` along one axis covering groups of ``group`` tiles.
-
-    Tiles are split into ``ceil(n / group)`` runs as even as possible; a region spans its
-    tiles, its length rounded up to ``div`` (moved back inside ``length`` if needed).
-    """
-    idx = np.arange(len(starts))
-    out = []
-    for run in np.array_split(idx, int(math.ceil(len(starts) / group))):
-        a, b = int(starts[run[0]]), int(starts[run[-1]]) + size
-        span = min(length, div * int(math.ceil((b - a) / div)))
-        a = min(a, length - span)
-        out.append((a, a + span, [int(i) for i in run]))
-    return out
-
-
-def _grouped_plane(
-    net: torch.nn.Module,
-    plane: np.ndarray,
-    tile_size: int,
-    overlap: float,
-    div: int,
-    group: int,
-    device: torch.device,
-) -> tuple[np.ndarray, np.ndarray]:
-    """One padded ``(C, Y, X)`` plane through the network in regions of ``group x group`` tiles.
-
-    Returns the blended output ``(nout, Y, X)`` and the L2-normalised sum of the tiles' styles.
-    """
-    from cellseg_bridge.nn.net import WindowStyles
-
-    _, py, px = plane.shape
-    ty, ys = transforms.tile_layout(py, tile_size, overlap, div=div)
-    tx, xs = transforms.tile_layout(px, tile_size, overlap, div=div)
-    taper = transforms.taper_mask(ty, tx)
-    taper_t = torch.from_numpy(taper).to(device)
-    out = None
-    weight = np.zeros((py, px), np.float32)
-    style_sum = None
-    for ay, by, iy in _group_spans(ys, ty, py, group, div):
-        for ax, bx, ix in _group_spans(xs, tx, px, group, div):
-            x = _to_net(torch.from_numpy(np.ascontiguousarray(plane[None, :, ay:by, ax:bx])), device)
-            features = net.encode(x)
-            deepest = features[-1][0]
-            f = (by - ay) // deepest.shape[-2]
-            boxes, styles = [], []
-            for i in iy:
-                for j in ix:
-                    wy, wx = int(ys[i]) - ay, int(xs[j]) - ax
-                    cy, cx = int(round(wy / f)), int(round(wx / f))
-                    cells = deepest[:, cy : cy + max(1, ty // f), cx : cx + max(1, tx // f)]
-                    styles.append(torch.nn.functional.normalize(cells.mean(dim=(1, 2)), dim=0))
-                    boxes.append((wy, wx, ty, tx))
-            styles_t = torch.stack(styles)
-            y = net.decode(features, WindowStyles(styles_t, boxes, (by - ay, bx - ax), taper_t))
-            y = y[0].float().cpu().numpy()
-            if out is None:
-                out = np.zeros((y.shape[0], py, px), np.float32)
-            m = np.zeros((by - ay, bx - ax), np.float32)
-            for wy, wx, _, _ in boxes:
-                m[wy : wy + ty, wx : wx + tx] += taper
-            out[:, ay:by, ax:bx] += y * m
-            weight[ay:by, ax:bx] += m
-            s = styles_t.sum(0).float().cpu().numpy()
-            style_sum = s if style_sum is None else style_sum + s
-    out /= weight
-    norm = float(np.sqrt((style_sum**2).sum()))
-    return out, (style_sum / norm if norm > 0 else style_sum).astype(np.float32)

@@ -116,17 +116,9 @@ class StyleConv(nn.Module):
         self.conv = _norm_relu_conv(channels, channels, kernel_size)
         self.full = nn.Linear(style_channels, channels)
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor | WindowStyles) -> torch.Tensor:
-        """Return ``conv(x + full(style))``, the style broadcast over H and W.
-
-        With a :class:`WindowStyles` (inference only) the shift varies over the
-        image: each window's projected style, blended with the window weights.
-        """
-        if isinstance(style, WindowStyles):
-            shift = style.shift_map(self.full, x.shape[-2:])
-        else:
-            shift = self.full(style)[:, :, None, None]
-        return self.conv(x + shift)
+    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        """Return ``conv(x + full(style))``, the style broadcast over H and W."""
+        return self.conv(x + self.full(style)[:, :, None, None])
 
 
 class UpBlock(nn.Module):
@@ -156,7 +148,7 @@ class UpBlock(nn.Module):
         self.proj = _norm_conv(c_in, c_out)
 
     def forward(
-        self, x: torch.Tensor, skip: torch.Tensor, style: torch.Tensor | WindowStyles
+        self, x: torch.Tensor, skip: torch.Tensor, style: torch.Tensor
     ) -> torch.Tensor:
         """Apply the block; ``skip`` must have the output's shape."""
         c0, s1, s2, s3 = self.conv
@@ -204,7 +196,7 @@ class Decoder(nn.Module):
             )
         )
 
-    def forward(self, features: Sequence[torch.Tensor], style: torch.Tensor | WindowStyles) -> torch.Tensor:
+    def forward(self, features: Sequence[torch.Tensor], style: torch.Tensor) -> torch.Tensor:
         """Decode encoder ``features`` (finest first) under ``style``."""
         blocks = list(self.up)
         x = blocks[-1](features[-1], features[-1], style)
@@ -212,94 +204,6 @@ class Decoder(nn.Module):
             x = F.interpolate(x, scale_factor=2.0, mode="nearest")
             x = blocks[i](x, features[i], style)
         return x
-
-
-class WindowStyles:
-    """A spatially varying style for one image: a style per window, blended (inference only).
-
-    Cellpose runs its network on 224-px tiles, each with its own style (the
-    average of that tile's deepest features) and blends the tile outputs with
-    a taper. Running a larger region in one pass and decoding it with the
-    *blended style of the windows* instead of one global style keeps the
-    decoder's per-channel style shift close to what the tiles saw.
-
-    Parameters
-    ----------
-    styles : torch.Tensor
-        ``[n, S]`` L2-normalised style of each window.
-    boxes : sequence of (y0, x0, size_y, size_x)
-        Each window's position and size in input pixels (the region's frame).
-    shape : (int, int)
-        Input height and width of the region.
-    taper : torch.Tensor
-        ``[size_y, size_x]`` blending weight of a window at input resolution
-        (all windows have the same size), positive everywhere.
-
-    Notes
-    -----
-    At a decoder level of resolution ``H / f`` the boxes are divided by ``f``
-    (rounded) and the taper is average-pooled by ``f``; the shift at a pixel
-    is ``sum_i w_i full(s_i) / sum_i w_i`` over the windows ``i`` covering it.
-    Rows and columns of the region outside every window take the shift of the
-    nearest covered ones. Batch size 1.
-    """
-
-    def __init__(
-        self,
-        styles: torch.Tensor,
-        boxes: Sequence[tuple[int, int, int, int]],
-        shape: tuple[int, int],
-        taper: torch.Tensor,
-    ) -> None:
-        self.styles = styles
-        self.boxes = [tuple(int(v) for v in b) for b in boxes]
-        self.shape = (int(shape[0]), int(shape[1]))
-        self.taper = taper
-        self._levels: dict[tuple[int, int], tuple] = {}
-
-    def _level(self, hw: tuple[int, int]) -> tuple:
-        """Boxes, taper, 1 / (sum of tapers) and nearest-covered indices at resolution ``hw``."""
-        key = (int(hw[0]), int(hw[1]))
-        if key not in self._levels:
-            f = self.shape[0] // key[0]
-            if f < 1 or self.shape[0] != f * key[0] or self.shape[1] != f * key[1]:
-                raise ValueError(f"feature size {key} does not divide the region {self.shape}")
-            taper = F.avg_pool2d(self.taper[None, None], f)[0, 0] if f > 1 else self.taper
-            th, tw = taper.shape
-            boxes = []
-            total = torch.zeros(key, dtype=taper.dtype, device=taper.device)
-            for y0, x0, _, _ in self.boxes:
-                y = min(max(0, int(round(y0 / f))), key[0] - th)
-                x = min(max(0, int(round(x0 / f))), key[1] - tw)
-                boxes.append((y, x))
-                total[y : y + th, x : x + tw] += taper
-            covered = total > 0
-            inv_total = torch.where(covered, 1.0 / total.clamp_min(1e-30), torch.zeros_like(total))
-            # rows / columns no window covers (a region rounded up past its windows) take the
-            # shift of the nearest covered row / column
-            rows = torch.nonzero(covered.any(dim=1)).flatten()
-            cols = torch.nonzero(covered.any(dim=0)).flatten()
-            if rows.numel() == 0 or cols.numel() == 0:
-                raise ValueError("no window inside the region")
-            iy = torch.arange(key[0], device=total.device).clamp(int(rows[0]), int(rows[-1]))
-            ix = torch.arange(key[1], device=total.device).clamp(int(cols[0]), int(cols[-1]))
-            self._levels[key] = (boxes, taper, inv_total, iy, ix)
-        return self._levels[key]
-
-    def shift_map(self, full: nn.Linear, hw: tuple[int, int]) -> torch.Tensor:
-        """``[1, C, H, W]`` blended ``full(style)`` at feature resolution ``hw``."""
-        boxes, taper, inv_total, iy, ix = self._level(hw)
-        proj = full(self.styles)  # [n, C]
-        th, tw = taper.shape
-        out = torch.zeros((proj.shape[1], *inv_total.shape), dtype=proj.dtype, device=proj.device)
-        for (y, x), p in zip(boxes, proj):
-            out[:, y : y + th, x : x + tw] += p[:, None, None] * taper
-        out = out * inv_total
-        if int(iy[0]) != 0 or int(iy[-1]) != len(iy) - 1:
-            out = out[:, iy]
-        if int(ix[0]) != 0 or int(ix[-1]) != len(ix) - 1:
-            out = out[:, :, ix]
-        return out[None]
 
 
 def style_vector(deepest: torch.Tensor) -> torch.Tensor:
@@ -404,9 +308,9 @@ class CellposeUNet(nn.Module):
         self.check_input(x)
         return self.downsample(x)
 
-    def decode(self, features: Sequence[torch.Tensor], style: torch.Tensor | WindowStyles) -> torch.Tensor:
+    def decode(self, features: Sequence[torch.Tensor], style: torch.Tensor) -> torch.Tensor:
         """Output map ``[B, nout, H, W]`` from encoder ``features`` and ``style``
-        (``[B, S]``, or a :class:`WindowStyles` for a batch of one)."""
+        (``[B, S]``)."""
         return self.output(self.upsample(features, style))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -163,7 +163,7 @@ def restore_planes(
         raise InputError(f"the planes rescaled by {rescale:.3g} would be {shape[0]}x{shape[1]} px: too small")
     if shape != (ly, lx):
         x = transforms.resize(x, shape)
-    y, _ = run_network(model.net, x, tile_size=tile_size, batch_size=batch_size, half_precision=True)
+    y, _ = run_network(model.net, x, tile_size=tile_size, batch_size=batch_size)
     y = y[:, 0]
     if y.shape[-2:] != (ly, lx):
         y = transforms.resize(y, (ly, lx))
@@ -229,12 +229,12 @@ def _options(options: dict[str, Any]) -> RestoreOptions:
 
 
 def _channels(which: Any, names: list[str] | None, n: int) -> list[int]:
-    from cellseg_bridge.segment import _channel_index
+    from cellseg_bridge.preprocess import channel_index
 
     if which is None:
         return list(range(n))
     items = which if isinstance(which, (list, tuple)) else [which]
-    return sorted({_channel_index(c, names, n, "channel") for c in items})
+    return sorted({channel_index(c, names, n, "channel") for c in items})
 
 
 def restore(
@@ -275,7 +275,7 @@ def restore(
     InputError
         See the module docstring.
     """
-    from cellseg_bridge.segment import _as_tczyx
+    from cellseg_bridge.preprocess import as_tczyx
 
     opts = _options(options)
     if model is None and opts.model is not None:
@@ -286,7 +286,7 @@ def restore(
     else:
         kinds = list(parse_types(types))
         specs = [model_name_for(k, opts.target) for k in kinds]
-    data, names, sizes = _as_tczyx(image, axes)
+    data, names, sizes = as_tczyx(image, axes)
     chans = _channels(opts.channel, list(names) if names is not None else None, data.shape[1])
     used = data[:, chans]
     bad = ~np.isfinite(used) if used.dtype.kind == "f" else None

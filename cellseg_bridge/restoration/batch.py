@@ -111,7 +111,7 @@ def restore_files(
         Unknown types or options (before anything runs).
     """
     from cellseg_bridge.io.reader import SUPPORTED_SUFFIXES
-    from cellseg_bridge.segment_batch import ItemResult, SegmentReport, _item_statuses, _open, _staged
+    from cellseg_bridge.segment_batch import ItemResult, SegmentReport, item_statuses, open_scene, staged_outputs
 
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
@@ -140,7 +140,7 @@ def restore_files(
     def job(item: WorkItem) -> None:
         from cellseg_bridge.io.writers import write_ome_tiff
 
-        image = _open(item.source, item.key, axes)
+        image = open_scene(item.source, item.key, axes)
         try:
             result = restore(image, model=models.get(), axes=None, **options)
         except InputError as exc:
@@ -158,7 +158,7 @@ def restore_files(
             "intensity_scale": _SCALE_NOTE,
         }
         record = records[item.name]
-        with _staged(list(item.outputs)) as (tmp_img, tmp_meta):
+        with staged_outputs(list(item.outputs)) as (tmp_img, tmp_meta):
             write_ome_tiff(result.image, tmp_img, physical_pixel_sizes=result.physical_pixel_sizes,
                            channel_names=result.channel_names, dims="TCZYX",
                            name=f"restored ({'+'.join(names)})")
@@ -168,7 +168,7 @@ def restore_files(
     batch = run_batch(inputs, plan, job, overwrite=overwrite, recursive=recursive,
                       suffixes=tuple(SUPPORTED_SUFFIXES), exclude=[out_dir], quiet=quiet, description="restore")
     report.done, report.skipped, report.failed = batch.done, batch.skipped, batch.failed
-    report.items = _item_statuses(records, batch)
+    report.items = item_statuses(records, batch)
     return report
 
 

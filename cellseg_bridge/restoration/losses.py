@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from cellseg_bridge.nn.net import CellposeUNet, style_vector
+from cellseg_bridge.nn.precision import autocast
 
 __all__ = [
     "DEFAULT_WEIGHTS",
@@ -102,9 +103,17 @@ class RestoreLoss:
         Segmentation network (``nout`` 3); put in eval mode, its parameters
         frozen. Needed unless only the reconstruction weight is non-zero.
     weights : LossWeights
+    amp_dtype : torch.dtype, optional
+        Autocast dtype of the segmentation network's passes (bfloat16 mixed
+        precision); its outputs and the loss terms are float32 either way.
     """
 
-    def __init__(self, seg_net: CellposeUNet | None, weights: LossWeights = DEFAULT_WEIGHTS) -> None:
+    def __init__(
+        self,
+        seg_net: CellposeUNet | None,
+        weights: LossWeights = DEFAULT_WEIGHTS,
+        amp_dtype: torch.dtype | None = None,
+    ) -> None:
         needs_seg = weights.perceptual > 0 or weights.segmentation > 0
         if needs_seg and seg_net is None:
             raise ValueError("perceptual and segmentation losses need a segmentation network")
@@ -116,12 +125,17 @@ class RestoreLoss:
                 p.requires_grad_(False)
         self.seg_net = seg_net
         self.weights = weights
+        self.amp_dtype = amp_dtype
 
     def _seg(self, image: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         net = self.seg_net
-        feats = net.encode(seg_input(image, net.nchan))
-        out = net.decode(feats, style_vector(feats[-1]))
-        return out, feats
+        x = seg_input(image, net.nchan)
+        if x.device.type == "cpu":  # channels-last: oneDNN's fast convolutions, forward and backward
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(image.device, self.amp_dtype):
+            feats = net.encode(x)
+            out = net.decode(feats, style_vector(feats[-1]))
+        return out.float(), [f.float() for f in feats]
 
     def clean_targets(self, clean: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """The segmentation net on the clean image: flows x5, cell probability (sigmoid), encoder features."""

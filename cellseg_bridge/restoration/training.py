@@ -39,6 +39,7 @@ from cellseg_bridge.io.atomic import atomic_output
 from cellseg_bridge.nn.checkpoint import load_checkpoint, save_checkpoint
 from cellseg_bridge.nn.inference import select_device
 from cellseg_bridge.nn.net import RESTORATION_NBASE, CellposeUNet
+from cellseg_bridge.nn.precision import autocast, training_autocast_dtype
 from cellseg_bridge.nn.registry import resolve_model
 from cellseg_bridge.restoration.losses import DEFAULT_WEIGHTS, LossWeights, RestoreLoss
 
@@ -171,6 +172,7 @@ def train_restore(
     seed: int = 0,
     time_budget_min: float | None = None,
     device: str = "auto",
+    precision: str = "auto",
     save_every: int = 10,
     provenance: dict | None = None,
     weights_name: str = "weights.pth",
@@ -207,6 +209,9 @@ def train_restore(
     time_budget_min : float, optional
         Stop after the epoch during which this many minutes have passed.
     device : str
+    precision : {"auto", "float32", "bfloat16"}
+        Training arithmetic (:func:`~cellseg_bridge.nn.precision.training_autocast_dtype`):
+        "auto" is bfloat16 mixed precision where the hardware has it natively.
     save_every : int
         Save the weights every this many epochs (and at the end).
     provenance : dict, optional
@@ -232,13 +237,14 @@ def train_restore(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     dev = select_device(device)
+    amp_dtype = training_autocast_dtype(precision, dev)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     needs_judge = weights.perceptual > 0 or weights.segmentation > 0
     judge, judge_name = _load_judge(seg_model if needs_judge else None, dev)
     if diam_mean is None:
         diam_mean = float(judge.diam_mean.item()) if judge is not None else 30.0
-    loss_fn = RestoreLoss(judge, weights)
+    loss_fn = RestoreLoss(judge, weights, amp_dtype)
     net = CellposeUNet(nbase, nout=1, diam_mean=diam_mean).to(dev)
     mult = net.size_multiple if judge is None else math.lcm(net.size_multiple, judge.size_multiple)
     if crop_size % mult:
@@ -283,8 +289,11 @@ def train_restore(
             f5 = None if f5 is None else f5.to(dev)
             p = None if p is None else p.to(dev)
             tb = time.perf_counter()
-            restored, _ = net(x)
-            loss, terms = loss_fn(restored, y, f5, p)
+            if dev.type == "cpu":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(dev, amp_dtype):
+                restored, _ = net(x)
+            loss, terms = loss_fn(restored.float(), y, f5, p)
             optim.zero_grad(set_to_none=True)
             loss.backward()
             optim.step()

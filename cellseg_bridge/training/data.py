@@ -146,7 +146,7 @@ def _input_and_channels(
     image: Any, *, nchan, axes, channel, nuclear_channel, normalize_percentiles, name
 ) -> tuple[np.ndarray, int]:
     # the inference pipeline's own input steps, so that training and inference match
-    from cellseg_bridge.segment import _as_tczyx, _normalize, _select_channels
+    from cellseg_bridge.preprocess import as_tczyx, normalize, select_channels
 
     opts = dataclasses.replace(
         SegmentOptions(),
@@ -155,13 +155,13 @@ def _input_and_channels(
         normalize_percentiles=tuple(normalize_percentiles),
     )
     try:
-        data, names, _ = _as_tczyx(image, axes)
+        data, names, _ = as_tczyx(image, axes)
         if data.shape[0] != 1 or data.shape[2] != 1:
             raise InputError(
                 f"training takes single 2D planes; this image has T={data.shape[0]}, Z={data.shape[2]}"
             )
-        planes = _select_channels(data, names, opts, nchan)[0]  # (C, 1, Y, X)
-        return _normalize(planes, opts, whole_stack=False)[:, 0], int(data.shape[1])
+        planes = select_channels(data, names, opts, nchan)[0]  # (C, 1, Y, X)
+        return normalize(planes, opts, whole_stack=False)[:, 0], int(data.shape[1])
     except InputError as exc:
         if name is not None and exc.path is None:
             raise InputError(exc.reason, name) from exc

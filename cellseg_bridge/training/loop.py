@@ -51,6 +51,7 @@ from cellseg_bridge.errors import InputError
 from cellseg_bridge.io.atomic import atomic_output
 from cellseg_bridge.nn.checkpoint import load_checkpoint, save_checkpoint
 from cellseg_bridge.nn.net import CellposeUNet
+from cellseg_bridge.nn.precision import autocast, training_autocast_dtype
 from cellseg_bridge.nn.size_model import SizeModel, fit_size_model
 from cellseg_bridge.training.data import TrainPair, TrainSample, find_pairs, load_pair, make_sample
 from cellseg_bridge.training.recipes import ADAMW_LR, get_recipe, lr_schedule
@@ -215,6 +216,12 @@ def training_loss(output: torch.Tensor, flows5: torch.Tensor, cellprob: torch.Te
         Target ``mask > 0`` as float.
     """
     return F.mse_loss(output[:, :2], flows5) / 2 + F.binary_cross_entropy_with_logits(output[:, 2], cellprob)
+
+
+def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A batch on ``device``; channels-last on the CPU (faster convolutions, as at inference)."""
+    x = x.to(device)
+    return x.contiguous(memory_format=torch.channels_last) if device.type == "cpu" else x
 
 
 def _batch(samples: Sequence[TrainSample], idx: Sequence[int], scales: np.ndarray, rng, opts: TrainOptions):
@@ -465,6 +472,7 @@ def train(
     out_dir.mkdir(parents=True, exist_ok=True)
     flow_cache = out_dir / "flow_cache" if flow_cache is None else Path(flow_cache)
     device = select_device(opts.device)
+    amp_dtype = training_autocast_dtype(opts.precision, device)
     torch.manual_seed(opts.seed)
     rng = np.random.default_rng(opts.seed)
 
@@ -591,9 +599,10 @@ def train(
                 if len(idx) == 0:
                     break
                 x, f5, p = _batch(samples, idx, scales, rng, opts)
-                x, f5, p = x.to(device), f5.to(device), p.to(device)
-                out, _ = net(x)
-                loss = training_loss(out, f5, p)
+                x, f5, p = _to_device(x, device), f5.to(device), p.to(device)
+                with autocast(device, amp_dtype):
+                    out, _ = net(x)
+                loss = training_loss(out.float(), f5, p)
                 optim.zero_grad(set_to_none=True)
                 loss.backward()
                 optim.step()

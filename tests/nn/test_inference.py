@@ -68,7 +68,7 @@ def test_single_tile_equals_direct_forward(tiny_net):
         ref, style = tiny_net(torch.from_numpy(padded)[None])
     ref = ref[0, :, y0 : y0 + 48, x0 : x0 + 40].numpy()
     for tile in (0, 64, 224):  # padded image is 64 x 64: one tile in every case
-        out, sty = run_network(tiny_net, img, tile_size=tile)
+        out, sty = run_network(tiny_net, img, tile_size=tile, precision="float32")
         assert out.shape == (3, 48, 40) and out.dtype == np.float32
         np.testing.assert_allclose(out, ref, atol=1e-5)
         np.testing.assert_allclose(sty, style[0].numpy(), atol=1e-6)
@@ -160,48 +160,7 @@ def test_select_device():
 def test_half_precision_on_gpu_close_to_float32(tiny_net):
     net = CellposeUNet((2, 8, 16, 32), nout=3).eval().cuda()
     img = _image((100, 100), seed=5)
-    a, _ = run_network(net, img, half_precision=False)
-    b, _ = run_network(net, img, half_precision=True)
+    a, _ = run_network(net, img, precision="float32")
+    b, _ = run_network(net, img, precision="auto")
     assert a.dtype == b.dtype == np.float32
     np.testing.assert_allclose(a, b, atol=0.05 * np.abs(a).max())
-
-
-def test_tile_group_one_and_fake_nets_keep_cellpose_tiling(tiny_net):
-    img = _image((150, 230), seed=6)
-    ref, st = run_network(tiny_net, img, tile_size=48)
-    same, st1 = run_network(tiny_net, img, tile_size=48, tile_group=1)
-    np.testing.assert_array_equal(same, ref)
-    np.testing.assert_array_equal(st1, st)
-    # a network without encode / decode cannot take window styles: plain tiling
-    a, _ = run_network(PixelNet(), img, tile_size=64)
-    b, _ = run_network(PixelNet(), img, tile_size=64, tile_group=3)
-    np.testing.assert_array_equal(a, b)
-
-
-def test_tile_group_runs_regions_with_tile_styles(tiny_net, monkeypatch):
-    img = np.stack([_image((150, 230), seed=7), _image((150, 230), seed=8)])
-    ref, st_ref = run_network(tiny_net, img, tile_size=48, tile_overlap=0.1)
-    passes = []
-    encode = type(tiny_net).encode
-
-    def counting_encode(self, x):
-        passes.append(tuple(x.shape[-2:]))
-        return encode(self, x)
-
-    monkeypatch.setattr(type(tiny_net), "encode", counting_encode)
-    out, st = run_network(tiny_net, img, tile_size=48, tile_overlap=0.1, tile_group=2)
-    monkeypatch.undo()
-    assert out.shape == ref.shape and np.isfinite(out).all()
-    # padded plane 176 x 256: 5 x 7 tiles of 48 -> 3 x 4 regions per plane, fewer pixels
-    ny, nx = (len(T.tile_layout(n, 48, 0.1)[1]) for n in (176, 256))
-    assert (ny, nx) == (5, 7) and len(passes) == 2 * 3 * 4
-    n_tiles = ny * nx
-    assert sum(h * w for h, w in passes) < 2 * n_tiles * 48 * 48
-    # per-tile styles: the summed style is close to Cellpose's; outputs close (borders move)
-    np.testing.assert_allclose(np.linalg.norm(st, axis=1), 1.0, atol=1e-5)
-    assert (st * st_ref).sum(axis=1).min() > 0.95
-    rel = np.abs(out - ref).mean() / np.abs(ref).mean()
-    assert rel < 0.25
-    # each plane on its own gives the same
-    one, _ = run_network(tiny_net, img[1], tile_size=48, tile_overlap=0.1, tile_group=2)
-    np.testing.assert_allclose(out[1], one, atol=1e-5)

@@ -74,3 +74,17 @@ def test_mse_baseline_needs_no_judge_and_others_do():
         RestoreLoss(None)
     with pytest.raises(ValueError, match="nout 3"):
         RestoreLoss(CellposeUNet((1, 4, 8, 16), nout=1))
+
+
+def test_bfloat16_judge_gives_float32_terms_close_to_float32(judge):
+    torch.manual_seed(2)
+    clean = torch.rand(2, 1, 32, 32)
+    noisy = (clean + 0.3 * torch.randn_like(clean)).requires_grad_(True)
+    _, ref = RestoreLoss(judge, LossWeights(1.0, 1.5, 0.0))(noisy, clean)
+    loss, terms = RestoreLoss(judge, LossWeights(1.0, 1.5, 0.0), amp_dtype=torch.bfloat16)(noisy, clean)
+    assert loss.dtype == torch.float32
+    for key in ("perceptual", "segmentation"):
+        assert terms[key] == pytest.approx(ref[key], rel=0.1)
+        assert terms[key] != ref[key]  # the judge really ran in bfloat16
+    loss.backward()
+    assert noisy.grad is not None and noisy.grad.dtype == torch.float32 and noisy.grad.abs().sum() > 0

@@ -70,6 +70,18 @@ def test_seed_makes_runs_reproducible(pairs, tmp_path):
     assert not _same(a, c)
 
 
+def test_precisions_train_float32_weights_and_differ(pairs, tmp_path):
+    kw = dict(n_epochs=2, progress=False, **TINY)
+    for p in ("float32", "bfloat16"):
+        res = train(pairs[:2], tmp_path / p, precision=p, **kw)
+        assert all(np.isfinite(r["loss"]) for r in res.curves)
+    a, b = (_weights(tmp_path / p / "weights.pth") for p in ("float32", "bfloat16"))
+    assert all(v.dtype in (torch.float32, torch.int64) for v in b.values())
+    assert not _same(a, b)  # the bfloat16 convolutions were used
+    with pytest.raises(InputError, match="float16"):
+        train(pairs[:2], tmp_path / "f16", precision="float16", **kw)
+
+
 def test_ctrl_c_leaves_resumable_checkpoint(pairs, tmp_path, monkeypatch):
     kw = dict(n_epochs=3, progress=False, **{**TINY, "save_every": 0, "val_every": 0})
     train(pairs[:2], tmp_path / "full", **kw)
