@@ -215,6 +215,16 @@ def load_split(root: Path, kind: str, split: str) -> list[tuple[str, np.ndarray,
 # --------------------------------------------------------------------------- training and scoring
 
 
+def invert(image: np.ndarray) -> np.ndarray:
+    """Contrast inverted (dark nuclei become bright): ``min + max - image``.
+
+    After percentile normalisation this is exactly ``1 - normalised image`` (the low and
+    high percentiles swap places), i.e. Cellpose's ``invert`` option.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    return (float(image.min()) + float(image.max()) - image).astype(np.float32)
+
+
 def _done(run_dir: Path) -> bool:
     return (run_dir / "weights.pth").is_file()
 
@@ -373,6 +383,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--eval-diameter", choices=["true", "model"], default="true",
                     help="segment test images at their true median diameter or the model's estimate")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--invert-target", action="store_true",
+                    help="invert the colour-tissue images (train and test) for every arm: dark nuclei on a "
+                         "bright background become bright on dark, like the fluorescence pretraining data")
     ap.add_argument("--quick", action="store_true",
                     help="smoke version: nbase 2,8,16,32, 2 pretrain epochs on 16 images, 3 epochs per run")
     ap.add_argument("--progress", action="store_true", help="progress bars")
@@ -403,6 +416,9 @@ def main(argv: list[str] | None = None) -> int:
 
     color_train = load_split(root, "color", "train")
     color_test = load_split(root, "color", "test")
+    if args.invert_target:
+        color_train = [(i, invert(img), lab) for i, img, lab in color_train]
+        color_test = [(i, invert(img), lab) for i, img, lab in color_test]
     log.info("colour tissue: %d train images (%d ROIs), %d test images", len(color_train),
              sum(len(np.unique(lab)) - 1 for _, _, lab in color_train), len(color_test))
 
@@ -472,6 +488,8 @@ def main(argv: list[str] | None = None) -> int:
         f"network nbase {list(arch['nbase'])}, diam_mean {arch['diam_mean']:g}; fine-tune and scratch: "
         f"hitl recipe, {args.epochs} epochs, batch {args.batch_size}, crop {args.crop}",
         f"seeds {args.seeds}; 'images' = colour train images used (the last one cut to a strip)",
+        "colour-tissue images " + ("INVERTED (min + max - image) for every arm" if args.invert_target
+                                   else "as they are (dark nuclei on a bright background)"),
         f"AP = TP/(TP+FP+FN), mean over the 8 colour test images, segmented at "
         f"{'their true median diameter' if args.eval_diameter == 'true' else 'the model estimate'}",
         f"total wall time {time.perf_counter() - tic:.0f} s (this invocation; finished runs are skipped)",

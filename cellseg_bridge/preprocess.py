@@ -234,7 +234,9 @@ def normalize(planes: np.ndarray, opts: SegmentOptions, whole_stack: bool) -> np
         ``(C, Z, Y, X)`` pixels of one time point.
     opts : SegmentOptions
         ``normalize_percentiles`` ``(low, high)``, mapped to 0 and 1
-        (:func:`~cellseg_bridge.core.transforms.normalize_percentile`).
+        (:func:`~cellseg_bridge.core.transforms.normalize_percentile`); with
+        ``invert`` the result is ``1 - x`` (channels that hold data; a constant
+        or missing channel stays 0).
     whole_stack : bool
         True: percentiles per channel over the whole stack (3D and stitching,
         as Cellpose's ``norm3D``); False: per channel and plane.
@@ -246,8 +248,13 @@ def normalize(planes: np.ndarray, opts: SegmentOptions, whole_stack: bool) -> np
     """
     lo, hi = opts.normalize_percentiles
     if whole_stack:
-        return transforms.normalize_percentile(planes, lo, hi, channel_axis=0)
-    out = np.empty(planes.shape, np.float32)
-    for z in range(planes.shape[1]):
-        out[:, z] = transforms.normalize_percentile(planes[:, z], lo, hi, channel_axis=0)
+        out = transforms.normalize_percentile(planes, lo, hi, channel_axis=0)
+    else:
+        out = np.empty(planes.shape, np.float32)
+        for z in range(planes.shape[1]):
+            out[:, z] = transforms.normalize_percentile(planes[:, z], lo, hi, channel_axis=0)
+    if opts.invert:  # channels with data only: an absent (all-zero) channel stays 0
+        for c in range(out.shape[0]):
+            if out[c].any():
+                np.subtract(np.float32(1), out[c], out=out[c])
     return out

@@ -90,6 +90,16 @@ def test_real_checkpoint_dsb2018_ap(real_model, shared_data):
     assert min(aps) > 0.75 and np.mean(aps) > 0.85, aps
 
 
+def test_invert_segments_dark_nuclei_like_bright_ones(real_model, shared_data):
+    """A contrast-inverted fluorescence image, segmented with invert=True, gives the original's masks."""
+    _, gray, gt = _dsb(shared_data, n=1)[0]
+    dark = gray.min() + gray.max() - gray  # dark nuclei on a bright background
+    ref = segment(gray, model=real_model, diameter=None).labels[0, 0]
+    back = segment(dark, model=real_model, diameter=None, invert=True).labels[0, 0]
+    assert average_precision(ref, back, 0.5)[0][0] >= 0.98
+    assert average_precision(gt, back, 0.5)[0][0] >= average_precision(gt, ref, 0.5)[0][0] - 0.02
+
+
 def test_real_checkpoint_by_path_with_flows(shared_models, shared_data):
     _, gray, _ = _dsb(shared_data, n=1)[0]
     crop = gray[:128, :160]

@@ -107,6 +107,7 @@ class _Normalizer:
     """Map each channel's whole-plane percentiles to 0, 1 (float32, as the whole-plane pipeline)."""
 
     ranges: tuple[tuple[float, float], ...]
+    invert: bool = False
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.array(x, dtype=np.float32, copy=True)
@@ -114,6 +115,8 @@ class _Normalizer:
             if hi - lo > 1e-3:
                 x[k] -= np.float32(lo)
                 x[k] /= np.float32(hi - lo)
+                if self.invert:
+                    np.subtract(np.float32(1), x[k], out=x[k])
             else:
                 x[k] = 0
         return x
@@ -361,7 +364,7 @@ def segment_large(
     ranges = plane_percentiles(source, *opts.normalize_percentiles)
     t_perc = time.perf_counter() - tic
     params = _ChunkParams(
-        grid=grid, normalize=_Normalizer(tuple(ranges)), plane_shape=source.shape,
+        grid=grid, normalize=_Normalizer(tuple(ranges), bool(opts.invert)), plane_shape=source.shape,
         niter=int(opts.niter) if opts.niter else int((1.0 / rescale) * 200),
         cellprob_threshold=opts.cellprob_threshold, flow_threshold=opts.flow_threshold,
         min_size=opts.min_size, max_size_fraction=opts.max_size_fraction,

@@ -126,6 +126,7 @@ def network_input(
     channel: int | str = 0,
     nuclear_channel: int | str | None = None,
     normalize_percentiles: tuple[float, float] = DEFAULTS.segment.normalize_percentiles,
+    invert: bool = False,
     name: str | Path | None = None,
 ) -> np.ndarray:
     """The normalised ``(nchan, Y, X)`` input the network sees, built as ``segment`` does.
@@ -138,12 +139,12 @@ def network_input(
     """
     return _input_and_channels(
         image, nchan=nchan, axes=axes, channel=channel, nuclear_channel=nuclear_channel,
-        normalize_percentiles=normalize_percentiles, name=name,
+        normalize_percentiles=normalize_percentiles, invert=invert, name=name,
     )[0]
 
 
 def _input_and_channels(
-    image: Any, *, nchan, axes, channel, nuclear_channel, normalize_percentiles, name
+    image: Any, *, nchan, axes, channel, nuclear_channel, normalize_percentiles, invert=False, name
 ) -> tuple[np.ndarray, int]:
     # the inference pipeline's own input steps, so that training and inference match
     from cellseg_bridge.preprocess import as_tczyx, normalize, select_channels
@@ -153,6 +154,7 @@ def _input_and_channels(
         channel=channel,
         nuclear_channel=nuclear_channel,
         normalize_percentiles=tuple(normalize_percentiles),
+        invert=bool(invert),
     )
     try:
         data, names, _ = as_tczyx(image, axes)
@@ -212,6 +214,7 @@ def make_sample(
     channel: int | str = 0,
     nuclear_channel: int | str | None = None,
     normalize_percentiles: tuple[float, float] = DEFAULTS.segment.normalize_percentiles,
+    invert: bool = False,
     flow_cache: str | Path | None = None,
 ) -> TrainSample:
     """Build a :class:`TrainSample` (network input, labels, flows, diameter).
@@ -226,14 +229,14 @@ def make_sample(
         Input channels of the network.
     name : str
         Used in messages.
-    axes, channel, nuclear_channel, normalize_percentiles
+    axes, channel, nuclear_channel, normalize_percentiles, invert
         As for :func:`~cellseg_bridge.segment.segment`.
     flow_cache : str or Path, optional
         Folder where flows are cached (computed once per distinct label image).
     """
     x, nc = _input_and_channels(
         image, nchan=nchan, axes=axes, channel=channel, nuclear_channel=nuclear_channel,
-        normalize_percentiles=normalize_percentiles, name=name,
+        normalize_percentiles=normalize_percentiles, invert=invert, name=name,
     )
     lab = _labels_2d(labels, x.shape[-2:], name)
     flows = _flows_cached(lab, None if flow_cache is None else Path(flow_cache))

@@ -167,7 +167,7 @@ def _samples(items, nchan: int, opts: TrainOptions, flow_cache) -> list[TrainSam
             make_sample(
                 image, labels, nchan=nchan, name=name, axes=ax, channel=opts.channel,
                 nuclear_channel=opts.nuclear_channel,
-                normalize_percentiles=opts.normalize_percentiles, flow_cache=flow_cache,
+                normalize_percentiles=opts.normalize_percentiles, invert=opts.invert, flow_cache=flow_cache,
             )
         )
     counts = sorted({s.source_channels for s in samples})
@@ -261,7 +261,7 @@ def _validate(net: CellposeUNet, val_items, opts: TrainOptions, device) -> tuple
             res = segment(
                 image, model, axes=ax, channel=opts.channel, nuclear_channel=opts.nuclear_channel,
                 diameter=diam if n else float(net.diam_labels.item()),
-                normalize_percentiles=tuple(opts.normalize_percentiles),
+                normalize_percentiles=tuple(opts.normalize_percentiles), invert=opts.invert,
             )
             ap, *_ = average_precision(lab.astype(np.int64), res.labels[0, 0].astype(np.int64))
             aps.append(ap)
@@ -525,6 +525,7 @@ def train(
     config = {
         "channels": {"channel": opts.channel, "nuclear_channel": opts.nuclear_channel},
         "normalize_percentiles": list(opts.normalize_percentiles),
+        "invert": bool(opts.invert),
         "provenance": {
             **provenance,
             "trainer": "cellseg_bridge.training",

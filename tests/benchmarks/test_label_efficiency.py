@@ -101,3 +101,14 @@ def test_bad_arguments():
         le.roi_subset([_grid(1, 1)], 0, order=[0])
     with pytest.raises(ValueError, match="permutation"):
         le.roi_subset([_grid(1, 1), _grid(1, 1)], 1, order=[0, 0])
+
+
+def test_invert_is_one_minus_the_normalised_image():
+    from cellseg_bridge.core.transforms import normalize_percentile
+
+    img = np.random.default_rng(0).gamma(2.0, 30.0, (40, 50)).astype(np.float32)
+    inv = le.invert(img)
+    assert inv.dtype == np.float32 and inv.min() == pytest.approx(img.min()) and inv.max() == pytest.approx(img.max())
+    a = normalize_percentile(img, 1.0, 99.0)
+    b = normalize_percentile(inv, 1.0, 99.0)
+    np.testing.assert_allclose(b, 1.0 - a, atol=1e-4)

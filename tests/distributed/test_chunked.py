@@ -69,6 +69,17 @@ def test_one_chunk_equals_the_whole_image_pipeline(model, mosaic_and_whole):
     np.testing.assert_array_equal(result.labels, whole)
 
 
+def test_one_chunk_equals_the_whole_image_pipeline_inverted(model, mosaic_and_whole):
+    from cellseg_bridge.segment import segment
+
+    crop = mosaic_and_whole[0][:200, 100:300]
+    dark = crop.max() - crop
+    whole = segment(dark, model, diameter=DIAMETER, invert=True).labels[0, 0]
+    result = segment_large(dark, model, chunk_size=200, diameter=DIAMETER, invert=True)
+    assert result.n_chunks == 1 and whole.max() > 5
+    np.testing.assert_array_equal(result.labels, whole)
+
+
 def test_chunked_matches_whole_image_without_seams(model, mosaic_and_whole, tmp_path):
     image, whole = mosaic_and_whole
     out = [tmp_path / "labels.ome.zarr", tmp_path / "labels.ome.tif"]

@@ -70,6 +70,16 @@ def test_seed_makes_runs_reproducible(pairs, tmp_path):
     assert not _same(a, c)
 
 
+def test_invert_option_inverts_the_training_input_and_is_recorded(pairs, tmp_path):
+    from cellseg_bridge.training.data import network_input
+
+    img = pairs[0][0]
+    np.testing.assert_allclose(network_input(img, nchan=2, invert=True)[0],
+                               1 - network_input(img, nchan=2)[0], atol=1e-6)
+    train(pairs[:2], tmp_path / "inv", n_epochs=1, progress=False, invert=True, **TINY)
+    assert json.loads((tmp_path / "inv" / "config.json").read_text())["invert"] is True
+
+
 def test_precisions_train_float32_weights_and_differ(pairs, tmp_path):
     kw = dict(n_epochs=2, progress=False, **TINY)
     for p in ("float32", "bfloat16"):
