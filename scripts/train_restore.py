@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--init", type=Path, default=None,
+                    help="start from this restoration checkpoint (e.g. the MSE baseline of the same kind)")
     ap.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"],
                     help="auto: bfloat16 mixed precision where the hardware has it natively")
     args = ap.parse_args(argv)
@@ -96,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         time_budget_min=args.minutes,
         device=args.device,
         precision=args.precision,
+        init_weights=args.init,
         provenance={"data": "dsb2018 train split", "modalities": sorted(kinds), "n_images": len(pairs),
                     "loss": args.loss, "command": " ".join(sys.argv)},
     )

@@ -173,6 +173,7 @@ def train_restore(
     time_budget_min: float | None = None,
     device: str = "auto",
     precision: str = "auto",
+    init_weights: str | Path | None = None,
     save_every: int = 10,
     provenance: dict | None = None,
     weights_name: str = "weights.pth",
@@ -212,6 +213,10 @@ def train_restore(
     precision : {"auto", "float32", "bfloat16"}
         Training arithmetic (:func:`~cellseg_bridge.nn.precision.training_autocast_dtype`):
         "auto" is bfloat16 mixed precision where the hardware has it natively.
+    init_weights : str or Path, optional
+        Start from this restoration checkpoint (same ``nbase``; e.g. the MSE
+        baseline, then fine-tuned with the segmentation-aware loss) instead of
+        random weights.
     save_every : int
         Save the weights every this many epochs (and at the end).
     provenance : dict, optional
@@ -246,6 +251,14 @@ def train_restore(
         diam_mean = float(judge.diam_mean.item()) if judge is not None else 30.0
     loss_fn = RestoreLoss(judge, weights, amp_dtype)
     net = CellposeUNet(nbase, nout=1, diam_mean=diam_mean).to(dev)
+    if init_weights is not None:
+        start, _ = load_checkpoint(init_weights, dev)
+        if tuple(int(n) for n in start.nbase) != nbase or int(start.nout) != 1:
+            raise InputError(f"init weights have nbase {list(start.nbase)}, nout {start.nout}; "
+                             f"need nbase {list(nbase)}, nout 1", init_weights)
+        net.load_state_dict(start.state_dict())
+        net.diam_mean.data.fill_(float(diam_mean))
+        logger.info("starting from %s", init_weights)
     mult = net.size_multiple if judge is None else math.lcm(net.size_multiple, judge.size_multiple)
     if crop_size % mult:
         raise InputError(f"crop_size must be a multiple of {mult}, got {crop_size}")
@@ -266,7 +279,8 @@ def train_restore(
         "judge_model": judge_name,
         "provenance": {**(provenance or {}), "n_images": len(samples), "n_epochs": n_epochs,
                        "batch_size": batch_size, "crop_size": crop_size, "learning_rate": learning_rate,
-                       "weight_decay": weight_decay, "seed": seed, "optimizer": "adamw"},
+                       "weight_decay": weight_decay, "seed": seed, "optimizer": "adamw",
+                       "init_weights": None if init_weights is None else str(init_weights)},
     }
     weights_path = out_dir / weights_name
     curves: list[dict] = []

@@ -59,3 +59,20 @@ def test_training_rejects_bad_setups(data, tmp_path):
     with pytest.raises(InputError, match="multiple of"):
         train_restore(images, tmp_path, nbase=(1, 4, 8, 16), crop_size=34, weights=MSE_BASELINE_WEIGHTS,
                       device="cpu")
+
+
+def test_training_can_start_from_a_restoration_checkpoint(data, tiny_seg_path, tmp_path):
+    images, labels = data
+    kw = dict(kind="denoise", nbase=(1, 4, 8, 16), n_epochs=1, batch_size=2, crop_size=32, device="cpu")
+    mse = train_restore(images, tmp_path / "mse", weights=MSE_BASELINE_WEIGHTS, diam_mean=17.0, **kw)
+    seg = train_restore(images, tmp_path / "seg", labels=labels, seg_model=tiny_seg_path,
+                        init_weights=mse.weights, learning_rate=0.0, warmup_epochs=0, **kw)
+    a, _ = load_checkpoint(mse.weights)
+    b, config = load_checkpoint(seg.weights)
+    assert config["provenance"]["init_weights"] == str(mse.weights)
+    # learning rate 0: the weights are the starting checkpoint's
+    assert all(np.allclose(a.state_dict()[k].numpy(), v.numpy()) for k, v in b.state_dict().items()
+               if not k.endswith("num_batches_tracked") and "running" not in k and not k.startswith("diam"))
+    with pytest.raises(InputError, match="init weights have nbase"):
+        train_restore(images, tmp_path / "bad", weights=MSE_BASELINE_WEIGHTS, init_weights=mse.weights,
+                      **{**kw, "nbase": (1, 8, 16, 32)})
