@@ -71,17 +71,17 @@ def test_types_name_models_and_unknown_types_are_refused():
 
 
 def test_restoration_by_type_finds_a_cellpose3_file_by_name(tmp_path, monkeypatch, image):
-    """A bare Cellpose 3 state dict named denoise_nuclei in Cellpose's folder loads as the denoise model."""
+    """A bare Cellpose 3 state dict named denoise_cyto3 in Cellpose's folder loads as the denoise model."""
     folder = tmp_path / "cellpose"
     folder.mkdir()
     monkeypatch.setenv("CELLPOSE_LOCAL_MODELS_PATH", str(folder))
     monkeypatch.setenv("CELLSEG_BRIDGE_MODELS", str(tmp_path / "cache"))
     torch.manual_seed(2)
     net = CellposeUNet((1, 32, 64, 128, 256), nout=1, diam_mean=17.0)  # full Cellpose 3 width
-    torch.save(net.state_dict(), folder / "denoise_nuclei")  # as Cellpose writes it: no suffix, no config
+    torch.save(net.state_dict(), folder / "denoise_cyto3")  # as Cellpose writes it: no suffix, no config
     small = image[:32, :32]
-    result = restore(small, "denoise", target="nuclei", device="cpu")
-    assert result.types == ["denoise"] and result.models == ["denoise_nuclei"]
+    result = restore(small, "denoise", target="cyto3", device="cpu")
+    assert result.types == ["denoise"] and result.models == ["denoise_cyto3"]
     net.eval()
     np.testing.assert_allclose(result.image[0, 0, 0], _by_hand(net, small), atol=1e-4)
 

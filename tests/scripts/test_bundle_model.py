@@ -1,0 +1,46 @@
+"""``scripts/bundle_model.py``: configs lose the machine's absolute paths; the copy loads."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from cellseg_bridge.nn.checkpoint import load_checkpoint, save_checkpoint
+from cellseg_bridge.nn.net import CellposeUNet
+
+_PATH = Path(__file__).resolve().parents[2] / "scripts" / "bundle_model.py"
+_spec = importlib.util.spec_from_file_location("bundle_model_script", _PATH)
+bundle = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = bundle
+_spec.loader.exec_module(bundle)
+
+
+def test_paths_become_portable():
+    models, repo = bundle.MODELS, bundle.REPO
+    cfg = {
+        "judge_model": str(models / "nuclei" / "weights.pth"),
+        "provenance": {"command": f"{repo}/scripts/train_restore.py /data/runs/x --init /data/runs/x_mse/weights.pth",
+                       "list": ["/a/b/c.pth", "plain"], "n": 3},
+    }
+    out = bundle.portable(cfg)
+    assert out["judge_model"] == "nuclei"
+    assert out["provenance"]["command"] == "scripts/train_restore.py runs/x --init x_mse/weights.pth"
+    assert out["provenance"]["list"] == ["b/c.pth", "plain"] and out["provenance"]["n"] == 3
+
+
+def test_bundling_copies_a_loadable_model(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    net = CellposeUNet((1, 4, 8), nout=1, diam_mean=17.0)
+    save_checkpoint(net, tmp_path / "src" / "weights.pth", {"provenance": {"out": str(tmp_path / "src")}})
+    monkeypatch.setattr(bundle, "MODELS", tmp_path / "models")
+    (tmp_path / "models").mkdir()
+    assert bundle.main([str(tmp_path / "src"), "tiny_restore"]) == 0
+    dest = tmp_path / "models" / "tiny_restore"
+    copy, config = load_checkpoint(dest / "weights.pth")
+    assert all(torch.equal(copy.state_dict()[k], v) for k, v in net.state_dict().items())
+    assert json.loads((dest / "config.json").read_text())["provenance"]["out"] == str(Path(*(tmp_path / "src").parts[-2:]))
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["tiny_restore"]  # no partial folder left
