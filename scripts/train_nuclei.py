@@ -21,24 +21,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from pathlib import Path
-
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from cellseg_bridge.datasets import dsb2018  # noqa: E402
 from cellseg_bridge.training import train  # noqa: E402
-
-logger = logging.getLogger("train_nuclei")
-
-
-def _shared() -> Path:
-    return Path(os.environ.get("CELLSEG_SHARED", REPO.parent / "shared")) / "data" / "dsb2018"
 
 
 def _pick_val(rows, n: int) -> list[str]:
@@ -78,16 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    root = _shared()
-    rows = dsb2018.read_split(root)
-    train_ids = dsb2018.select(rows, "train")
-    if args.max_images:
-        train_ids = train_ids[: args.max_images]
     tic = time.perf_counter()
-    pairs = [dsb2018.load_sample(root, i) for i in train_ids]
-    val = [dsb2018.load_sample(root, i) for i in _pick_val(rows, args.n_val)] if args.n_val > 0 else None
-    logger.info("loaded %d train and %d validation images in %.1f s", len(pairs), len(val or []),
-                time.perf_counter() - tic)
+    root = dsb2018.shared_root(REPO)
+    rows = dsb2018.read_split(root)
+    pairs = dsb2018.load_samples(root, dsb2018.select(rows, "train")[: args.max_images])
+    val = dsb2018.load_samples(root, _pick_val(rows, args.n_val)) if args.n_val > 0 else None
     nbase = tuple(int(v) for v in args.nbase.split(","))
     result = train(
         pairs,
@@ -118,7 +104,6 @@ def main(argv: list[str] | None = None) -> int:
         f"total {time.perf_counter() - tic:.0f} s"
     )
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -27,9 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,12 +37,6 @@ from cellseg_bridge.core.degrade import RESTORE_KINDS  # noqa: E402
 from cellseg_bridge.datasets import dsb2018  # noqa: E402
 from cellseg_bridge.restoration.losses import DEFAULT_WEIGHTS, MSE_BASELINE_WEIGHTS  # noqa: E402
 from cellseg_bridge.restoration.training import train_restore  # noqa: E402
-
-logger = logging.getLogger("train_restore")
-
-
-def _root() -> Path:
-    return Path(os.environ.get("CELLSEG_SHARED", REPO.parent / "shared")) / "data" / "dsb2018"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,15 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    root = _root()
+    root = dsb2018.shared_root(REPO)
     rows = dsb2018.read_split(root)
     kinds = set(args.kinds.split(","))
     ids = [r.image_id for r in rows if r.split == "train" and r.kind in kinds]
-    if args.max_images:
-        ids = ids[: args.max_images]
-    tic = time.perf_counter()
-    pairs = [dsb2018.load_sample(root, i) for i in ids]
-    logger.info("loaded %d dsb2018 train images in %.1f s", len(pairs), time.perf_counter() - tic)
+    pairs = dsb2018.load_samples(root, ids[: args.max_images])
     weights = DEFAULT_WEIGHTS if args.loss == "seg" else MSE_BASELINE_WEIGHTS
     result = train_restore(
         [p[0] for p in pairs],

@@ -1,4 +1,4 @@
-"""Shared fixtures: the shared data folder beside the checkout, and ImageJ 1.x through scyjava."""
+"""Shared fixtures: the shared data folder beside the checkout, ImageJ 1.x through scyjava, one torch thread."""
 
 from __future__ import annotations
 
@@ -52,3 +52,15 @@ def ij():
     ij_class = scyjava.jimport("ij.IJ")
     assert version
     return ij_class
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread, restored afterwards: tiny networks gain nothing from more, and on a loaded
+    2-core machine OpenMP threads waiting for each other make them many times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

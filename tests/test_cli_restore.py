@@ -18,12 +18,7 @@ from cellseg_bridge.nn.net import CellposeUNet
 from cellseg_bridge.synthetic import NucleiSpec, synthetic_nuclei
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

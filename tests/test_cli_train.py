@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import tifffile
-import torch
 from click.testing import CliRunner
 
 from cellseg_bridge.cli import main
@@ -15,13 +14,7 @@ from cellseg_bridge.synthetic import NucleiSpec, synthetic_nuclei
 
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny networks: one thread (OpenMP threads waiting on a loaded machine are far slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 TINY = ["--epochs", "2", "--nbase", "2,4,8", "--crop-size", "32", "--batch-size", "2",

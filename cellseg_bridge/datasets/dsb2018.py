@@ -10,12 +10,18 @@ models see them.
 from __future__ import annotations
 
 import csv
+import logging
+import os
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from cellseg_bridge.errors import InputError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -82,3 +88,16 @@ def load_sample(root: str | Path, image_id: str) -> tuple[np.ndarray, np.ndarray
     """``(image, labels)`` of one dsb2018 sample (see :func:`load_image`, :func:`load_labels`)."""
     image = load_image(root, image_id)
     return image, load_labels(root, image_id, image.shape)
+
+
+def shared_root(repo: str | Path) -> Path:
+    """``<shared>/data/dsb2018``, ``<shared>`` being ``$CELLSEG_SHARED`` or ``shared/`` beside ``repo``."""
+    return Path(os.environ.get("CELLSEG_SHARED", Path(repo).parent / "shared")) / "data" / "dsb2018"
+
+
+def load_samples(root: str | Path, image_ids: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`load_sample` of each id, in order (logs how many and how long)."""
+    tic = time.perf_counter()
+    samples = [load_sample(root, i) for i in image_ids]
+    logger.info("loaded %d dsb2018 image(s) in %.1f s", len(samples), time.perf_counter() - tic)
+    return samples

@@ -32,9 +32,6 @@ def tiny_seg_path(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny networks run far faster on one thread on a loaded 2-core machine; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _tiny_networks(one_torch_thread):
+    """Every restoration test runs on one torch thread (``tests/conftest.py``)."""
     yield
-    torch.set_num_threads(before)

@@ -1,15 +1,10 @@
-"""One torch thread in the training tests: tiny networks gain nothing from more, and on a
-loaded CI machine OpenMP threads waiting for each other make them many times slower."""
+"""Every training test runs on one torch thread (``one_torch_thread`` in ``tests/conftest.py``)."""
 
 from __future__ import annotations
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _tiny_networks(one_torch_thread):
     yield
-    torch.set_num_threads(before)
