@@ -24,6 +24,12 @@ aniso_blur      anisotropic blur, sigmas 8 / 1.5 px at 30 degrees          aniso
 stripes         stripe noise, amplitude 0.25, horizontal, + 0.5 banding    aniso
 ==============  =========================================================  ===========
 
+The random conditions (noise, stripes) can be drawn ``--draws`` times per image (the
+image's score is the mean over draws). Beside the table of means, the paired per-image
+differences (segmentation-aware minus MSE baseline, and minus the isotropic model) are
+printed with a 95% confidence interval and the count of images won / lost, so that a small
+difference can be told from noise. The JSON beside ``--out`` keeps every per-image score.
+
 Both segmentation and restoration get the image's true median nucleus diameter
 (``--diameter gt``, isolating the effect of restoration) or estimate it (``auto``).
 A model that is not found gives ``n/a``.
@@ -66,6 +72,25 @@ from cellseg_bridge.training.data import median_diameter  # noqa: E402
 logger = logging.getLogger("bench_restore")
 CONDITIONS = ("noise", "blur", "downsample", "aniso_blur", "stripes")
 TYPE_OF = {"noise": "denoise", "blur": "deblur", "downsample": "upsample", "aniso_blur": "aniso", "stripes": "aniso"}
+#: Conditions whose degradation is random (the others give the same pixels every draw).
+RANDOM_CONDITIONS = ("noise", "stripes")
+
+
+def paired_difference(a: list[float], b: list[float]) -> dict[str, float]:
+    """Mean of the per-image differences ``a - b`` with a 95% normal-approximation interval.
+
+    Returns
+    -------
+    dict
+        ``mean``, ``half_width`` (1.96 standard errors; 0 for one image), ``wins``
+        (images where a > b), ``losses`` (a < b), ``n``.
+    """
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    if d.ndim != 1 or d.size == 0:
+        raise ValueError("need two equally long, non-empty lists of per-image scores")
+    half = 1.96 * float(d.std(ddof=1)) / math.sqrt(d.size) if d.size > 1 else 0.0
+    return {"mean": float(d.mean()), "half_width": half, "wins": int((d > 0).sum()),
+            "losses": int((d < 0).sum()), "n": int(d.size)}
 
 
 def degrade_for(condition: str, img: np.ndarray, seed: int, args: argparse.Namespace) -> np.ndarray:
@@ -108,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--photons", type=float, default=5.0)
     ap.add_argument("--blur", type=float, default=4.0)
     ap.add_argument("--factor", type=float, default=4.0)
+    ap.add_argument("--draws", type=int, default=1, help="degradations per image for the random conditions")
     ap.add_argument("--diameter", choices=["gt", "auto"], default="gt")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, default=None, help="markdown table (a .json beside it)")
@@ -147,15 +173,20 @@ def main(argv: list[str] | None = None) -> int:
         clean_scores.append(seg_ap(img, truth, diameter))
         timings["segment"].append(time.perf_counter() - tic)
         for cond in conditions:
-            bad = degrade_for(cond, img, 1000 + k, args)
-            scores[cond].setdefault("degraded", []).append(seg_ap(bad, truth, diameter))
-            for name, model in methods[cond].items():
-                if model is None:
-                    continue
-                tic = time.perf_counter()
-                fixed = restore(bad, model=model, diameter=diameter).image[0, 0, 0]
-                timings["restore"].append(time.perf_counter() - tic)
-                scores[cond].setdefault(name, []).append(seg_ap(fixed, truth, diameter))
+            draws = args.draws if cond in RANDOM_CONDITIONS else 1
+            per_draw: dict[str, list[float]] = {}
+            for j in range(draws):
+                bad = degrade_for(cond, img, 1000 + k + 100_000 * j, args)
+                per_draw.setdefault("degraded", []).append(seg_ap(bad, truth, diameter))
+                for name, model in methods[cond].items():
+                    if model is None:
+                        continue
+                    tic = time.perf_counter()
+                    fixed = restore(bad, model=model, diameter=diameter).image[0, 0, 0]
+                    timings["restore"].append(time.perf_counter() - tic)
+                    per_draw.setdefault(name, []).append(seg_ap(fixed, truth, diameter))
+            for name, values in per_draw.items():
+                scores[cond].setdefault(name, []).append(float(np.mean(values)))
         logger.info("image %d/%d (%s) done", k + 1, len(samples), ids[k])
 
     cols = ["degraded", "mse", "seg-aware", "isotropic"]
@@ -170,6 +201,16 @@ def main(argv: list[str] | None = None) -> int:
         ratio = (vals["seg-aware"] / vals["degraded"]) if vals["seg-aware"] is not None and vals["degraded"] else None
         cells = ["n/a" if vals[c] is None else f"{vals[c]:.3f}" for c in cols]
         lines.append(f"| {cond} | " + " | ".join(cells) + f" | {'n/a' if ratio is None else f'{ratio:.2f}x'} |")
+    lines += ["", "Paired per-image differences of the segmentation-aware model (mean, 95% interval, images won / lost):", "",
+              "| condition | seg-aware - MSE baseline | seg-aware - isotropic model |", "|---|---|---|"]
+    paired: dict[str, dict[str, dict[str, float]]] = {}
+    for cond in conditions:
+        ours = scores[cond].get("seg-aware")
+        paired[cond] = {other: paired_difference(ours, scores[cond][other])
+                        for other in ("mse", "isotropic") if ours and scores[cond].get(other)}
+        cells = [(f"{p['mean']:+.3f} ± {p['half_width']:.3f} ({p['wins']}/{p['losses']})" if (p := paired[cond].get(o))
+                  else "n/a") for o in ("mse", "isotropic")]
+        lines.append(f"| {cond} | " + " | ".join(cells) + " |")
     lines += ["", f"mean seconds: segment {np.mean(timings['segment']):.1f} per image"
               + (f", restore {np.mean(timings['restore']):.1f} per image" if timings["restore"] else "")]
     text = "\n".join(lines)
@@ -177,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is not None:
         args.out.write_text(text + "\n", encoding="utf-8")
         args.out.with_suffix(".json").write_text(json.dumps(
-            {"clean": float(np.mean(clean_scores)), "table": table, "images": ids, "args": vars(args)},
+            {"clean": float(np.mean(clean_scores)), "table": table, "paired": paired, "images": ids,
+             "per_image": {"clean": clean_scores, **scores}, "args": vars(args)},
             indent=2, default=str) + "\n", encoding="utf-8")
     return 0
 

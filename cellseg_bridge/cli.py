@@ -195,12 +195,11 @@ def segment(ctx: click.Context, inputs: tuple[str, ...], out_dir: Path, model: s
 
     run_segment = segment_files
     if restore_types:
-        if workers or scheduler or chunked:
-            raise click.UsageError("--restore cannot be combined with --workers, --scheduler or --chunked yet")
+        if chunked:
+            raise click.UsageError("--restore cannot be combined with --chunked yet")
         options.update(restore=restore_types, restore_target=restore_target)
-    elif workers or scheduler or chunked or has_large_planes(list(inputs), scene=_scene_arg(scene), axes=axes,
-                                                            recursive=recursive):
-
+    if workers or scheduler or chunked or (not restore_types and has_large_planes(
+            list(inputs), scene=_scene_arg(scene), axes=axes, recursive=recursive)):
         run_segment = functools.partial(segment_files_distributed, workers=workers, scheduler=scheduler,
                                         chunked=chunked, chunk_size=chunk_size)
     report = _run(

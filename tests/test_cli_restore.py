@@ -63,5 +63,5 @@ def test_segment_restore_option(files, tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["items"][0]["status"] == "done"
     assert (tmp_path / "nuclei_labels.ome.tif").is_file()
-    dask = CliRunner().invoke(main, [*args, "--workers", "2"])
-    assert dask.exit_code == 2 and "--restore cannot be combined" in dask.output
+    chunked = CliRunner().invoke(main, [*args, "--chunked"])
+    assert chunked.exit_code == 2 and "--restore cannot be combined with --chunked" in chunked.output

@@ -54,6 +54,8 @@ __all__ = [
 RESTORE_KINDS = ("denoise", "deblur", "upsample", "oneclick", "aniso")
 #: Object diameter (px) at which blur sigmas are quoted (Cellpose 3: cyto3's diam_mean).
 REFERENCE_DIAMETER = 30.0
+#: Largest major-axis sigma (px at REFERENCE_DIAMETER) of the ``aniso`` training blur.
+ANISO_MAX_SIGMA = 24.0
 
 
 def _image(img: np.ndarray) -> np.ndarray:
@@ -216,8 +218,9 @@ def degrade(
     - ``upsample``: downsampling by a factor uniform in [2, 7] and back, then
       mild Poisson noise.
     - ``oneclick``: one of the three above, chosen uniformly.
-    - ``aniso``: anisotropic blur (major sigma in [1, 10] x diameter / 30, minor
-      0.1-0.5 of it, random angle) with probability 0.7, stripe noise
+    - ``aniso``: anisotropic blur (major sigma log-uniform in [1, 24] x
+      diameter / 30, minor 0.1-0.4 of it, random angle) with probability 0.7,
+      stripe noise
       (amplitude 0.05-0.3, random angle) with probability 0.7 (at least one of
       the two), then mild Poisson noise.
 
@@ -264,8 +267,10 @@ def degrade(
         do_blur = rng.random() < 0.7
         do_stripes = rng.random() < 0.7 or not do_blur
         if do_blur:
-            major = float(rng.uniform(1.0, 10.0)) * f
-            minor = max(0.3, major * float(rng.uniform(0.1, 0.5)))
+            # an elongated smear reaches further than an isotropic blur: up to
+            # 0.8 object diameters along its axis, as often short as long
+            major = float(np.exp(rng.uniform(0.0, math.log(ANISO_MAX_SIGMA)))) * f
+            minor = max(0.3, major * float(rng.uniform(0.1, 0.4)))
             angle = float(rng.uniform(0, math.pi))
             out = anisotropic_blur(out, major, minor, angle)
             info.steps.append(("aniso_blur", {"sigma_major": major, "sigma_minor": minor, "angle": angle}))

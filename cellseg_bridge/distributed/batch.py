@@ -429,14 +429,26 @@ class _WorkerModel:
             raise InputError(f"cannot load model {str(self.spec)!r}: {getattr(exc, 'reason', exc)}") from exc
 
 
+def _cached_restore_model(spec: Any, device: str) -> Any:
+    from cellseg_bridge.distributed.models import cached_model
+
+    return cached_model(spec, device, kind="restore")
+
+
 def _segment_task(item: WorkItem, kinds: tuple[str, ...], model: Any, device: str, options: dict,
-                  axes: str | None) -> dict:
+                  axes: str | None, restore: Any = None, restore_target: str = DEFAULTS.restore.target) -> dict:
     """Segment one scene and write its outputs (the job of :func:`~cellseg_bridge.segment_batch.segment_files`)."""
     from cellseg_bridge.segment import segment
     from cellseg_bridge.segment_batch import segment_item
 
+    segment_fn = segment
+    if restore:
+        from cellseg_bridge.restoration.batch import restoring_segment_fn
+
+        segment_fn = restoring_segment_fn(segment, restore, target=restore_target, device=device,
+                                          load=_cached_restore_model)
     outputs = dict(zip(kinds, item.outputs))
-    n_cells, diameter = segment_item(item, outputs, _WorkerModel(model, device), segment, dict(options), axes)
+    n_cells, diameter = segment_item(item, outputs, _WorkerModel(model, device), segment_fn, dict(options), axes)
     return {"n_cells": n_cells, "diameter": diameter}
 
 
@@ -472,6 +484,8 @@ def segment_files_distributed(
     chunk_size: int | None = None,
     overlap: int | None = None,
     chunked_threshold_pixels: int = DEFAULTS.distributed.chunked_threshold_pixels,
+    restore: str | Sequence[str] | None = None,
+    restore_target: str = DEFAULTS.restore.target,
     **segment_options: Any,
 ) -> DistributedReport:
     """:func:`~cellseg_bridge.segment_batch.segment_files` on a Dask cluster, large planes in chunks.
@@ -488,6 +502,11 @@ def segment_files_distributed(
         planes of more than ``chunked_threshold_pixels`` pixels.
     chunk_size, overlap : int, optional
         Chunk core side and overlap (defaults: ``DEFAULTS.distributed``).
+    restore, restore_target
+        Restore before segmenting, as :func:`~cellseg_bridge.segment_batch.segment_files`
+        (each worker loads the restoration models once). Not for planes segmented
+        in chunks: ``chunked=True`` is refused, and a plane above the threshold
+        is reported failed.
     **segment_options
         :class:`~cellseg_bridge.config.SegmentOptions` fields.
 
@@ -514,6 +533,9 @@ def segment_files_distributed(
     unknown = sorted(set(segment_options) - set(SEGMENT_OPTION_NAMES))
     if unknown:
         raise InputError(f"unknown segmentation option(s) {', '.join(unknown)}")
+    if restore and chunked:
+        raise InputError("restoration before segmentation is not available for chunked segmentation yet "
+                         "(restore first with `cellseg restore`, then segment the restored files)")
     options = {name: getattr(DEFAULTS.segment, name) for name in SEGMENT_OPTION_NAMES} | segment_options
     device = options.pop("device")
     large_items: set[str] = set()
@@ -525,6 +547,9 @@ def segment_files_distributed(
         for item in scene_items(source, scenes, out_dir, [OUTPUT_SUFFIXES[k] for k in kinds], scene=scene):
             sizes = open_scene(item.source, item.key, axes).sizes
             if chunked or sizes["Y"] * sizes["X"] > chunked_threshold_pixels:
+                if restore:
+                    raise InputError(f"scene {item.key}: a {sizes['Y']}x{sizes['X']} plane is segmented in chunks, "
+                                     "which cannot restore yet (restore it first with `cellseg restore`)")
                 base = item.outputs[0].name[: -len(OUTPUT_SUFFIXES[kinds[0]])]
                 item = dataclasses.replace(item, outputs=tuple(out_dir / (base + s) for s in LARGE_SUFFIXES.values()))
                 large_items.add(item.name)
@@ -538,8 +563,8 @@ def segment_files_distributed(
     items, problems = plan_inputs(inputs, plan, out_dir=out_dir, recursive=recursive)
 
     def run(c: Any) -> DistributedReport:
-        small = _Dispatch(functools.partial(_segment_task, model=model, device=device, options=options, axes=axes),
-                          item_kinds)
+        small = _Dispatch(functools.partial(_segment_task, model=model, device=device, options=options, axes=axes,
+                                            restore=restore, restore_target=restore_target), item_kinds)
         large = functools.partial(_segment_large_task, model=model, options=dict(options) | {"device": device},
                                   axes=axes, chunk_size=chunk_size, overlap=overlap, client=c, overwrite=overwrite)
 

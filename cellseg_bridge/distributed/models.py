@@ -18,28 +18,35 @@ log = logging.getLogger(__name__)
 __all__ = ["cached_model", "loads_in_this_process"]
 
 _LOCK = threading.Lock()
-_CACHE: dict[tuple[str, str], Any] = {}
+_CACHE: dict[tuple[str, str, str], Any] = {}
 _LOADS: list[str] = []
 
 
-def cached_model(spec: Any, device: str = "auto") -> Any:
+def cached_model(spec: Any, device: str = "auto", kind: str = "segment") -> Any:
     """The model for ``spec`` in this process, loaded on first use.
 
     Parameters
     ----------
-    spec : str, Path or SegmentationModel
-        Registry name or checkpoint path (loaded with
-        :func:`cellseg_bridge.segment.load_model`), or a loaded model.
+    spec : str, Path or model
+        Registry name or checkpoint path, or a loaded model (returned as is).
     device : str
         Device for loading (``"auto"``, ``"cpu"``, ``"cuda"``, ...).
+    kind : {"segment", "restore"}
+        A segmentation model (:func:`cellseg_bridge.segment.load_model`) or a
+        restoration model (:func:`cellseg_bridge.restoration.api.load_restore_model`).
     """
     if not isinstance(spec, (str, Path)):
         return spec
-    key = (str(spec), str(device))
+    if kind not in ("segment", "restore"):
+        raise ValueError(f"unknown model kind {kind!r}")
+    key = (str(spec), str(device), kind)
     with _LOCK:
         model = _CACHE.get(key)
         if model is None:
-            from cellseg_bridge.segment import load_model
+            if kind == "segment":
+                from cellseg_bridge.segment import load_model
+            else:
+                from cellseg_bridge.restoration.api import load_restore_model as load_model
 
             model = load_model(spec, device)
             _CACHE[key] = model

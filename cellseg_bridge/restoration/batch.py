@@ -40,9 +40,11 @@ _SCALE_NOTE = "normalised: the input's 1st/99th percentiles (per plane and chann
 class _Models:
     """Load each restoration model once (for a batch); a failure is remembered and re-raised per item."""
 
-    def __init__(self, specs: Sequence[Any], device: str) -> None:
+    def __init__(self, specs: Sequence[Any], device: str,
+                 load: Callable[[Any, str], RestorationModel] = load_restore_model) -> None:
         self.specs = list(specs)
         self.device = device
+        self.load = load
         self._loaded: list[RestorationModel] | None = None
         self._error: str | None = None
 
@@ -50,7 +52,7 @@ class _Models:
         if self._loaded is None:
             if self._error is None:
                 try:
-                    self._loaded = [s if isinstance(s, RestorationModel) else load_restore_model(s, self.device)
+                    self._loaded = [s if isinstance(s, RestorationModel) else self.load(s, self.device)
                                     for s in self.specs]
                 except CellsegError as exc:
                     self._error = str(exc)
@@ -178,20 +180,22 @@ def restoring_segment_fn(
     *,
     target: str = DEFAULTS.restore.target,
     device: str = DEFAULTS.restore.device,
+    load: Callable[[Any, str], RestorationModel] = load_restore_model,
 ) -> Callable[..., Any]:
     """Wrap a ``segment(image, model, **options)`` function so that it restores the image first.
 
     The segmented channel (and the nuclear channel, if any) are restored with
     the models of ``types`` (each entry a type, or a model name/path), loaded
-    once, at the segmentation ``diameter`` when one is given. The wrapped
-    function's result is the segmentation of the restored image.
+    once with ``load(spec, device)`` (a per-process cache on Dask workers), at
+    the segmentation ``diameter`` when one is given. The wrapped function's
+    result is the segmentation of the restored image.
     """
     entries = [t.strip() for t in types.split(",")] if isinstance(types, str) else [str(t) for t in types]
     entries = [t for t in entries if t]
     if not entries:
         raise InputError("--restore needs at least one restoration type or model")
     specs = [model_name_for(t, target) if t.lower() in RESTORE_KINDS else t for t in entries]
-    models = _Models(specs, device)
+    models = _Models(specs, device, load)
 
     def run(image: Any, model: Any, **options: Any) -> Any:
         chans = [options.get("channel", 0)]

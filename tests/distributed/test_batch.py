@@ -176,3 +176,52 @@ def test_large_planes_are_detected_by_size(tmp_path):
     assert has_large_planes([tmp_path / "in"], threshold=40 * 40 - 1)
     assert not has_large_planes([tmp_path / "in"], threshold=40 * 40)
     assert not has_large_planes([tmp_path / "missing"], threshold=1)
+
+
+@pytest.fixture(scope="module")
+def tiny_restore_model(tmp_path_factory) -> Path:
+    """A tiny restoration network (1 channel in, 1 out), random weights."""
+    from cellseg_bridge.nn.checkpoint import save_checkpoint
+    from cellseg_bridge.nn.net import CellposeUNet
+
+    torch.manual_seed(2)
+    net = CellposeUNet((1, 4, 8, 16), nout=1, diam_mean=17.0)
+    path = tmp_path_factory.mktemp("restore_model") / "weights.pth"
+    save_checkpoint(net.eval(), path, {"task": "restoration", "restore_type": "denoise"})
+    return path
+
+
+def test_segment_with_restore_on_the_cluster_equals_the_sequential_batch(client, tiny_model, tiny_restore_model,
+                                                                       tmp_path):
+    from cellseg_bridge.distributed.models import loads_in_this_process
+    from cellseg_bridge.segment_batch import segment_files
+
+    images = _images(tmp_path / "in", 4)
+    opts = dict(model=str(tiny_model), diameter=17.0, flow_threshold=0.0, outputs=("labels",), quiet=True,
+                device="cpu")
+    before = client.run(loads_in_this_process)
+    there = segment_files_distributed([tmp_path / "in"], tmp_path / "cluster", client=client,
+                                      restore=str(tiny_restore_model), **opts)
+    assert there.ok and len(there.items) == 4
+    after = client.run(loads_in_this_process)
+    assert max(after[w] - before.get(w, 0) for w in after) == 2  # segmentation + restoration model, once each
+    segment_files([tmp_path / "in"], tmp_path / "here", restore=str(tiny_restore_model), **opts)
+    segment_files([tmp_path / "in"], tmp_path / "plain", **opts)
+    differs = []
+    for path in images:
+        name = f"{path.stem}_labels.ome.tif"
+        labels = tifffile.imread(tmp_path / "here" / name)
+        assert labels.max() > 0
+        np.testing.assert_array_equal(tifffile.imread(tmp_path / "cluster" / name), labels)
+        differs.append(not np.array_equal(labels, tifffile.imread(tmp_path / "plain" / name)))
+    assert any(differs)  # the restoration did change what was segmented
+
+
+def test_restore_is_refused_for_chunked_planes(tiny_model, tiny_restore_model, tmp_path):
+    _images(tmp_path / "in", 1, 40)
+    opts = dict(model=str(tiny_model), diameter=17.0, quiet=True, device="cpu", restore=str(tiny_restore_model))
+    with pytest.raises(InputError, match="chunked"):
+        segment_files_distributed([tmp_path / "in"], tmp_path / "out", chunked=True, **opts)
+    report = segment_files_distributed([tmp_path / "in"], tmp_path / "out", chunked_threshold_pixels=100, **opts)
+    assert not report.ok and "restore it first" in report.failed[0][1]
+    assert not (tmp_path / "out" / "img0_labels.ome.tif").exists()
