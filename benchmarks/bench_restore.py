@@ -20,7 +20,8 @@ condition       degradation                                                type
 noise           Poisson, ``--photons`` photons per unit intensity (5)      denoise
 blur            Gaussian blur, sigma ``--blur`` px (4)                     deblur
 downsample      bilinear x``--factor`` (4) down and up                     upsample
-aniso_blur      anisotropic blur, sigmas 8 / 1.5 px at 30 degrees          aniso
+aniso_blur      anisotropic blur, sigmas ``--aniso`` (8,1.5) px at 30 deg  aniso
+aniso_blur_any  the same at a random angle (a new one each draw)           aniso
 stripes         stripe noise, amplitude 0.25, horizontal, + 0.5 banding    aniso
 ==============  =========================================================  ===========
 
@@ -70,10 +71,11 @@ from cellseg_bridge.segment import load_model, segment  # noqa: E402
 from cellseg_bridge.training.data import median_diameter  # noqa: E402
 
 logger = logging.getLogger("bench_restore")
-CONDITIONS = ("noise", "blur", "downsample", "aniso_blur", "stripes")
-TYPE_OF = {"noise": "denoise", "blur": "deblur", "downsample": "upsample", "aniso_blur": "aniso", "stripes": "aniso"}
+CONDITIONS = ("noise", "blur", "downsample", "aniso_blur", "aniso_blur_any", "stripes")
+TYPE_OF = {"noise": "denoise", "blur": "deblur", "downsample": "upsample", "aniso_blur": "aniso",
+           "aniso_blur_any": "aniso", "stripes": "aniso"}
 #: Conditions whose degradation is random (the others give the same pixels every draw).
-RANDOM_CONDITIONS = ("noise", "stripes")
+RANDOM_CONDITIONS = ("noise", "aniso_blur_any", "stripes")
 
 
 def paired_difference(a: list[float], b: list[float]) -> dict[str, float]:
@@ -103,7 +105,9 @@ def degrade_for(condition: str, img: np.ndarray, seed: int, args: argparse.Names
     elif condition == "downsample":
         out = dg.downsample(img, args.factor)
     elif condition == "aniso_blur":
-        out = dg.anisotropic_blur(img, 8.0, 1.5, math.radians(30))
+        out = dg.anisotropic_blur(img, *args.aniso, math.radians(30))
+    elif condition == "aniso_blur_any":
+        out = dg.anisotropic_blur(img, *args.aniso, float(rng.uniform(0, math.pi)))
     elif condition == "stripes":
         out = dg.stripe_noise(img, rng, 0.25, angle=0.0, period=24.0)
     else:
@@ -133,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--photons", type=float, default=5.0)
     ap.add_argument("--blur", type=float, default=4.0)
     ap.add_argument("--factor", type=float, default=4.0)
+    ap.add_argument("--aniso", type=lambda v: tuple(float(x) for x in v.split(",")), default=(8.0, 1.5),
+                    help="major,minor sigma (px) of the anisotropic blur")
     ap.add_argument("--draws", type=int, default=1, help="degradations per image for the random conditions")
     ap.add_argument("--diameter", choices=["gt", "auto"], default="gt")
     ap.add_argument("--device", default="auto")

@@ -125,8 +125,9 @@ _SEG = DEFAULTS.segment
               help="Object diameter in pixels; default: the model's size estimate or training diameter.")
 @click.option("--channel", default=str(_SEG.channel), show_default=True,
               help="Channel to segment: 0-based index or channel name.")
-@click.option("--invert/--no-invert", default=_SEG.invert, show_default=True,
-              help="Invert the normalised image: dark objects on a bright background (brightfield, H&E).")
+@click.option("--invert/--no-invert", default=_SEG.invert,
+              help="Invert the normalised image: dark objects on a bright background (brightfield, H&E). "
+                   "Default: as the model was trained (cellseg train --invert).")
 @click.option("--nuclear-channel", default=_SEG.nuclear_channel,
               help="Nuclear channel (index or name) for 2-channel cytoplasm models.")
 @click.option("--cellprob-threshold", type=float, default=_SEG.cellprob_threshold, show_default=True,

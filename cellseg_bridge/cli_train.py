@@ -43,7 +43,7 @@ def _channel(value: str | None) -> int | str | None:
               help="Diameter a new network works at.")
 @click.option("--channel", default=str(_T.channel), show_default=True, help="Segmentation channel (index or name).")
 @click.option("--nuclear-channel", default=None, help="Optional nuclear channel (2-channel networks).")
-@click.option("--invert", is_flag=True, help="Invert the normalised images (segment with --invert too).")
+@click.option("--invert", is_flag=True, help="Invert the normalised images (the model then inverts when it segments).")
 @click.option("--min-train-masks", type=click.IntRange(min=0), default=None, help="Default: the recipe's.")
 @click.option("--val-every", type=click.IntRange(min=0), default=_T.val_every, show_default=True)
 @click.option("--save-every", type=click.IntRange(min=0), default=_T.save_every, show_default=True)

@@ -86,8 +86,9 @@ class SegmentOptions:
     #: Per-channel percentile normalisation (low, high).
     normalize_percentiles: tuple[float, float] = (1.0, 99.0)
     #: Invert the normalised channels (1 - x): dark objects on a bright background (brightfield,
-    #: H&E nuclei) look like fluorescence to a model trained on fluorescence.
-    invert: bool = False
+    #: H&E nuclei) look like fluorescence to a model trained on fluorescence. None: as the
+    #: model was trained (its config's ``invert``; False when it does not say).
+    invert: bool | None = None
     #: Pixels with cell probability logit above this take part in the dynamics.
     cellprob_threshold: float = 0.0
     #: Maximum mean squared flow error of a mask (flow QC); 0 disables.
@@ -161,7 +162,8 @@ class TrainOptions:
     nuclear_channel: int | str | None = None
     #: Per-channel normalisation percentiles (must match inference).
     normalize_percentiles: tuple[float, float] = (1.0, 99.0)
-    #: Invert the normalised channels (1 - x), as segment's ``invert`` (use it there too).
+    #: Invert the normalised channels (1 - x), as segment's ``invert``; recorded in config.json, so the
+    #: trained model inverts when it segments.
     invert: bool = False
     #: Suffix of label images beside their image: NAME + suffix + .tif.
     mask_suffix: str = "_masks"

@@ -128,6 +128,15 @@ class SegmentationModel:
         """Input channels of the network."""
         return int(self.net.nchan)
 
+    def resolve_invert(self, invert: bool | None) -> bool:
+        """``invert`` as asked, or (None) as the model was trained (``config["invert"]``)."""
+        if invert is not None:
+            return bool(invert)
+        trained = bool(self.config.get("invert", False))
+        if trained:
+            logger.info("model %s was trained on inverted images: inverting (invert=False to switch off)", self.name)
+        return trained
+
 
 def load_model(
     name_or_path: str | Path | None = None, device: str | torch.device = "auto"
@@ -427,7 +436,7 @@ def segment(
         model = opts.model
     if not isinstance(model, SegmentationModel):
         model = load_model(model, opts.device)
-    opts = dataclasses.replace(opts, model=model.name)
+    opts = dataclasses.replace(opts, model=model.name, invert=model.resolve_invert(opts.invert))
     planes_all = select_channels(data, names, opts, model.nchan)
     del data
     nt, _, nz, ly, lx = planes_all.shape

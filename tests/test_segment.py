@@ -145,6 +145,19 @@ def test_plane_by_plane_stitching_one_label_per_object(real_model, shared_data):
 # ----------------------------------------------------------------------------- API with a tiny net
 
 
+def test_a_model_trained_inverted_inverts_unless_told_otherwise(tiny_model):
+    """invert=None (the default) follows the model's config; True/False override it."""
+    inverted = SegmentationModel(net=tiny_model.net, config={**tiny_model.config, "invert": True}, name="tiny-inv")
+    img = _blobs()
+    kw = dict(diameter=17.0, flow_threshold=0.0, return_flows=True)
+    auto = segment(img, model=inverted, **kw)
+    assert auto.options.invert is True
+    np.testing.assert_array_equal(auto.cellprob, segment(img, model=tiny_model, invert=True, **kw).cellprob)
+    off = segment(img, model=inverted, invert=False, **kw)
+    assert off.options.invert is False and not np.array_equal(off.cellprob, auto.cellprob)
+    np.testing.assert_array_equal(off.cellprob, segment(img, model=tiny_model, **kw).cellprob)
+
+
 def test_result_shapes_and_options(tiny_model):
     img = _blobs()
     res = segment(img, model=tiny_model, tile_size=224, flow_threshold=0.0)

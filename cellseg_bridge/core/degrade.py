@@ -56,6 +56,9 @@ RESTORE_KINDS = ("denoise", "deblur", "upsample", "oneclick", "aniso")
 REFERENCE_DIAMETER = 30.0
 #: Largest major-axis sigma (px at REFERENCE_DIAMETER) of the ``aniso`` training blur.
 ANISO_MAX_SIGMA = 24.0
+#: Probabilities of the anisotropic blur and of the stripes in an ``aniso`` draw (at least one is applied).
+ANISO_P_BLUR = 0.7
+ANISO_P_STRIPES = 0.7
 
 
 def _image(img: np.ndarray) -> np.ndarray:
@@ -264,8 +267,8 @@ def degrade(
         out = downsample(out, factor)
         info.steps.append(("downsample", {"factor": factor}))
     elif kind == "aniso":
-        do_blur = rng.random() < 0.7
-        do_stripes = rng.random() < 0.7 or not do_blur
+        do_blur = rng.random() < ANISO_P_BLUR
+        do_stripes = rng.random() < ANISO_P_STRIPES or not do_blur
         if do_blur:
             # an elongated smear reaches further than an isotropic blur: up to
             # 0.8 object diameters along its axis, as often short as long

@@ -363,8 +363,9 @@ def segment_large(
     tic = time.perf_counter()
     ranges = plane_percentiles(source, *opts.normalize_percentiles)
     t_perc = time.perf_counter() - tic
+    invert = local_model.resolve_invert(opts.invert)
     params = _ChunkParams(
-        grid=grid, normalize=_Normalizer(tuple(ranges), bool(opts.invert)), plane_shape=source.shape,
+        grid=grid, normalize=_Normalizer(tuple(ranges), invert), plane_shape=source.shape,
         niter=int(opts.niter) if opts.niter else int((1.0 / rescale) * 200),
         cellprob_threshold=opts.cellprob_threshold, flow_threshold=opts.flow_threshold,
         min_size=opts.min_size, max_size_fraction=opts.max_size_fraction,

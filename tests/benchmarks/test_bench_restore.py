@@ -30,7 +30,7 @@ def test_paired_difference_counts_and_interval():
 
 @pytest.mark.parametrize("condition", br.CONDITIONS)
 def test_degradations_are_fixed_per_seed_and_only_random_ones_vary(condition):
-    args = argparse.Namespace(photons=5.0, blur=4.0, factor=4.0)
+    args = argparse.Namespace(photons=5.0, blur=4.0, factor=4.0, aniso=(8.0, 1.5))
     img = np.random.default_rng(0).random((48, 56)).astype(np.float32)
     a = br.degrade_for(condition, img, 7, args)
     assert a.shape == img.shape and not np.allclose(a, img)

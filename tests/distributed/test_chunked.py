@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,10 @@ def test_one_chunk_equals_the_whole_image_pipeline_inverted(model, mosaic_and_wh
     result = segment_large(dark, model, chunk_size=200, diameter=DIAMETER, invert=True)
     assert result.n_chunks == 1 and whole.max() > 5
     np.testing.assert_array_equal(result.labels, whole)
+    # a model trained on inverted images inverts by itself (invert=None, the default)
+    trained_inverted = dataclasses.replace(model, config={**model.config, "invert": True})
+    by_config = segment_large(dark, trained_inverted, chunk_size=200, diameter=DIAMETER)
+    np.testing.assert_array_equal(by_config.labels, whole)
 
 
 def test_chunked_matches_whole_image_without_seams(model, mosaic_and_whole, tmp_path):
