@@ -33,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cellseg_bridge.core.degrade import RESTORE_KINDS  # noqa: E402
+from cellseg_bridge.core.degrade import ANISO_MIX, RESTORE_KINDS  # noqa: E402
 from cellseg_bridge.datasets import dsb2018  # noqa: E402
 from cellseg_bridge.restoration.losses import DEFAULT_WEIGHTS, MSE_BASELINE_WEIGHTS  # noqa: E402
 from cellseg_bridge.restoration.training import train_restore  # noqa: E402
@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--init", type=Path, default=None,
                     help="start from this restoration checkpoint (e.g. the MSE baseline of the same kind)")
+    ap.add_argument("--aniso-mix", type=lambda v: tuple(float(x) for x in v.split(",")), default=ANISO_MIX,
+                    help="--kind aniso: probabilities of the anisotropic blur and of the stripes, e.g. 0.95,0.35")
     ap.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"],
                     help="auto: bfloat16 mixed precision where the hardware has it natively")
     args = ap.parse_args(argv)
@@ -87,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         device=args.device,
         precision=args.precision,
         init_weights=args.init,
+        aniso_mix=args.aniso_mix,
         provenance={"data": "dsb2018 train split", "modalities": sorted(kinds), "n_images": len(pairs),
                     "loss": args.loss, "command": " ".join(sys.argv)},
     )

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from cellseg_bridge.core.augment import random_affine, warp_sample
-from cellseg_bridge.core.degrade import RESTORE_KINDS, degrade
+from cellseg_bridge.core.degrade import ANISO_MIX, RESTORE_KINDS, degrade
 from cellseg_bridge.errors import InputError
 from cellseg_bridge.io.atomic import atomic_output
 from cellseg_bridge.nn.checkpoint import load_checkpoint, save_checkpoint
@@ -110,7 +110,7 @@ def _samples(images: Sequence[Any], labels: Sequence[Any] | None, diam_mean: flo
 
 
 def _batch(samples: list[_Sample], idx: Sequence[int], rng: np.random.Generator, kind: str, crop: int,
-           diam_mean: float, scale_range: float):
+           diam_mean: float, scale_range: float, aniso_mix: tuple[float, float] = ANISO_MIX):
     clean, noisy, flows, probs = [], [], [], []
     with_targets = all(samples[i].flows is not None for i in idx)
     for i in idx:
@@ -119,7 +119,7 @@ def _batch(samples: list[_Sample], idx: Sequence[int], rng: np.random.Generator,
                                scale_range=scale_range)
         img, fl, lab = warp_sample(params, s.image, s.flows if with_targets else None,
                                    s.labels if with_targets else None)
-        deg, _ = degrade(img[0], kind, rng, diameter=diam_mean)
+        deg, _ = degrade(img[0], kind, rng, diameter=diam_mean, aniso_mix=aniso_mix)
         clean.append(img)
         noisy.append(deg[None])
         if with_targets:
@@ -174,6 +174,7 @@ def train_restore(
     device: str = "auto",
     precision: str = "auto",
     init_weights: str | Path | None = None,
+    aniso_mix: tuple[float, float] = ANISO_MIX,
     save_every: int = 10,
     provenance: dict | None = None,
     weights_name: str = "weights.pth",
@@ -217,6 +218,9 @@ def train_restore(
         Start from this restoration checkpoint (same ``nbase``; e.g. the MSE
         baseline, then fine-tuned with the segmentation-aware loss) instead of
         random weights.
+    aniso_mix : (float, float)
+        For ``kind="aniso"``: probabilities of the anisotropic blur and of the
+        stripes in a draw (recorded in ``config.json``).
     save_every : int
         Save the weights every this many epochs (and at the end).
     provenance : dict, optional
@@ -277,6 +281,7 @@ def train_restore(
         "restore_type": kind,
         "loss_weights": weights.to_dict(),
         "judge_model": judge_name,
+        **({"aniso_mix": [float(q) for q in aniso_mix]} if kind == "aniso" else {}),
         "provenance": {**(provenance or {}), "n_images": len(samples), "n_epochs": n_epochs,
                        "batch_size": batch_size, "crop_size": crop_size, "learning_rate": learning_rate,
                        "weight_decay": weight_decay, "seed": seed, "optimizer": "adamw",
@@ -298,7 +303,7 @@ def train_restore(
         for k in range(steps_per_epoch):
             ta = time.perf_counter()
             x, y, f5, p = _batch(samples, order[k * batch_size:(k + 1) * batch_size], rng, kind, crop_size,
-                                 diam_mean, scale_range)
+                                 diam_mean, scale_range, aniso_mix)
             x, y = x.to(dev), y.to(dev)
             f5 = None if f5 is None else f5.to(dev)
             p = None if p is None else p.to(dev)

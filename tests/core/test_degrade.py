@@ -112,21 +112,30 @@ def test_degrade_scales_blur_with_diameter(spots):
     assert large.steps[0][1]["sigma"] == pytest.approx(4 * small.steps[0][1]["sigma"])
 
 
-def test_aniso_blur_spans_short_and_long_smears(spots):
-    """Major sigmas log-uniform in [1, 24] x diameter / 30: as many below 4.9 as above, some beyond 10."""
+@pytest.mark.parametrize("mix", [(0.7, 0.7), dg.ANISO_MIX])
+def test_aniso_blur_spans_short_and_long_smears_at_its_rate(spots, mix):
+    """Major sigmas log-uniform in [1, 24] x diameter / 30 (as many below 4.9 as above, some beyond 10);
+    blur and stripes as often as ``aniso_mix`` says (at least one of them)."""
     rng = np.random.default_rng(3)
-    majors, ratios = [], []
-    for _ in range(200):
-        _, info = dg.degrade(spots[:32, :32], "aniso", rng, diameter=30)
+    majors, ratios, n_stripes, n = [], [], 0, 300
+    for _ in range(n):
+        _, info = dg.degrade(spots[:32, :32], "aniso", rng, diameter=30, aniso_mix=mix)
+        names = [name for name, _ in info.steps]
+        assert "aniso_blur" in names or "stripes" in names
+        n_stripes += "stripes" in names
         for name, p in info.steps:
             if name == "aniso_blur":
                 majors.append(p["sigma_major"])
                 ratios.append(p["sigma_minor"] / p["sigma_major"])
     majors = np.array(majors)
-    assert 110 < majors.size < 170  # blur in about 70% of the draws
+    p_blur, p_stripes = mix
+    assert abs(majors.size / n - p_blur) < 0.07
+    assert abs(n_stripes / n - (p_stripes + (1 - p_blur) * (1 - p_stripes))) < 0.07
     assert majors.min() >= 1.0 and majors.max() <= dg.ANISO_MAX_SIGMA
     assert 0.35 < (majors < np.sqrt(dg.ANISO_MAX_SIGMA)).mean() < 0.65 and (majors > 10).mean() > 0.15
     assert min(ratios) >= 0.1 - 1e-9 and max(ratios) <= 0.4 + 1e-9
+    with pytest.raises(ValueError, match="aniso_mix"):
+        dg.degrade(spots, "aniso", rng, aniso_mix=(1.5, 0.2))
 
 
 def test_degrade_rejects_unknown_kind_and_non_2d(spots):

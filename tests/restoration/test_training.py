@@ -48,6 +48,16 @@ def test_reconstruction_training_learns_to_denoise(data, tmp_path):
     assert last < 0.6 * first, (first, last)
 
 
+def test_aniso_training_records_its_degradation_mix(data, tmp_path):
+    images, _ = data
+    kw = dict(weights=MSE_BASELINE_WEIGHTS, nbase=(1, 4, 8, 16), n_epochs=1, batch_size=2, crop_size=32,
+              device="cpu", diam_mean=17.0)
+    result = train_restore(images, tmp_path / "a", kind="aniso", aniso_mix=(1.0, 0.0), **kw)
+    assert load_checkpoint(result.weights)[1]["aniso_mix"] == [1.0, 0.0]
+    other = train_restore(images, tmp_path / "d", kind="denoise", **kw)
+    assert "aniso_mix" not in load_checkpoint(other.weights)[1]
+
+
 def test_training_rejects_bad_setups(data, tmp_path):
     images, labels = data
     with pytest.raises(InputError, match="unknown restoration kind"):
