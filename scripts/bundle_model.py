@@ -7,7 +7,11 @@ parts (e.g. ``runs/denoise_nuclei_mse/weights.pth`` -> ``denoise_nuclei_mse/weig
 
 Usage::
 
-    .venv/bin/python scripts/bundle_model.py runs/denoise_nuclei denoise_nuclei
+    .venv/bin/python scripts/bundle_model.py runs/denoise_nuclei denoise_nuclei \
+        --stage "400 MSE steps" --stage "240 segmentation-aware steps from the MSE model"
+
+A trained folder's config.json describes its last training run only; ``--stage`` (repeatable)
+records the whole chain of runs in ``provenance.stages``.
 """
 
 from __future__ import annotations
@@ -55,10 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("src", type=Path, help="trained model folder (weights.pth + config.json)")
     ap.add_argument("name", help="model name: folder under cellseg_bridge/models")
+    ap.add_argument("--stage", action="append", default=[],
+                    help="one training run of the chain that made the model, in order (repeatable)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     net, config = load_checkpoint(args.src / "weights.pth", "cpu")
     config = portable({k: v for k, v in config.items() if k not in ("nbase", "nout", "diam_mean", "kernel_size")})
+    if args.stage:
+        config["provenance"] = {**config.get("provenance", {}), "stages": list(args.stage)}
     dest = MODELS / args.name
     tmp = MODELS / f".{args.name}.partial"
     shutil.rmtree(tmp, ignore_errors=True)

@@ -38,9 +38,10 @@ def test_bundling_copies_a_loadable_model(tmp_path, monkeypatch):
     save_checkpoint(net, tmp_path / "src" / "weights.pth", {"provenance": {"out": str(tmp_path / "src")}})
     monkeypatch.setattr(bundle, "MODELS", tmp_path / "models")
     (tmp_path / "models").mkdir()
-    assert bundle.main([str(tmp_path / "src"), "tiny_restore"]) == 0
+    assert bundle.main([str(tmp_path / "src"), "tiny_restore", "--stage", "a", "--stage", "b"]) == 0
     dest = tmp_path / "models" / "tiny_restore"
     copy, config = load_checkpoint(dest / "weights.pth")
     assert all(torch.equal(copy.state_dict()[k], v) for k, v in net.state_dict().items())
-    assert json.loads((dest / "config.json").read_text())["provenance"]["out"] == str(Path(*(tmp_path / "src").parts[-2:]))
+    provenance = json.loads((dest / "config.json").read_text())["provenance"]
+    assert provenance["out"] == str(Path(*(tmp_path / "src").parts[-2:])) and provenance["stages"] == ["a", "b"]
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["tiny_restore"]  # no partial folder left
