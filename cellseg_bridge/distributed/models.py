@@ -55,6 +55,6 @@ def cached_model(spec: Any, device: str = "auto", kind: str = "segment") -> Any:
     return model
 
 
-def loads_in_this_process() -> int:
-    """How many models this process has loaded (for tests: once per worker)."""
-    return len(_LOADS)
+def loads_in_this_process(spec: str | None = None) -> int:
+    """How many models (or loads of ``spec``) this process has made (for tests: once per worker)."""
+    return len(_LOADS) if spec is None else _LOADS.count(str(spec))

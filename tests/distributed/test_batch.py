@@ -199,12 +199,12 @@ def test_segment_with_restore_on_the_cluster_equals_the_sequential_batch(client,
     images = _images(tmp_path / "in", 4)
     opts = dict(model=str(tiny_model), diameter=17.0, flow_threshold=0.0, outputs=("labels",), quiet=True,
                 device="cpu")
-    before = client.run(loads_in_this_process)
+    before = client.run(loads_in_this_process, str(tiny_restore_model))
     there = segment_files_distributed([tmp_path / "in"], tmp_path / "cluster", client=client,
                                       restore=str(tiny_restore_model), **opts)
     assert there.ok and len(there.items) == 4
-    after = client.run(loads_in_this_process)
-    assert max(after[w] - before.get(w, 0) for w in after) == 2  # segmentation + restoration model, once each
+    after = client.run(loads_in_this_process, str(tiny_restore_model))
+    assert max(after[w] - before.get(w, 0) for w in after) == 1  # the restoration model once per worker
     segment_files([tmp_path / "in"], tmp_path / "here", restore=str(tiny_restore_model), **opts)
     segment_files([tmp_path / "in"], tmp_path / "plain", **opts)
     differs = []
