@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_restore.py"
-_spec = importlib.util.spec_from_file_location("bench_restore", _PATH)
-br = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = br
-_spec.loader.exec_module(br)
+from benchmarks import bench_restore as br  # the repository root is on pytest's pythonpath
 
 
 def test_paired_difference_counts_and_interval():

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "label_efficiency.py"
-_spec = importlib.util.spec_from_file_location("label_efficiency_bench", _PATH)
-le = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = le  # dataclasses look their module up while the class is built
-_spec.loader.exec_module(le)
+from benchmarks import label_efficiency as le  # the repository root is on pytest's pythonpath
 
 
 def _grid(n_rows: int, n_cols: int, shape=(64, 80), size=6, step=10, offset=2) -> np.ndarray:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import torch
@@ -12,11 +10,7 @@ import torch
 from cellseg_bridge.nn.checkpoint import load_checkpoint, save_checkpoint
 from cellseg_bridge.nn.net import CellposeUNet
 
-_PATH = Path(__file__).resolve().parents[2] / "scripts" / "bundle_model.py"
-_spec = importlib.util.spec_from_file_location("bundle_model_script", _PATH)
-bundle = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = bundle
-_spec.loader.exec_module(bundle)
+from scripts import bundle_model as bundle  # the repository root is on pytest's pythonpath
 
 
 def test_paths_become_portable():
