@@ -16,7 +16,7 @@ import tifffile
 from aicsimageio import AICSImage
 
 from _common import Row, shared_data
-from cellseg_bridge.convert import convert
+from cellseg_bridge.batch.convert import convert
 
 log = logging.getLogger("benchmarks")
 

@@ -55,7 +55,7 @@ def bench_seam(shared: Path, size: int, chunk_size: int) -> dict:
     from cellseg_bridge.core.chunk_merge import chunk_grid, split_cells
     from cellseg_bridge.core.metrics import average_precision
     from cellseg_bridge.distributed import segment_large
-    from cellseg_bridge.segment import load_model, segment
+    from cellseg_bridge.segmentation.pipeline import load_model, segment
 
     image = mosaic(shared, size)
     model = load_model(_model_path(shared), "cpu")
@@ -193,7 +193,7 @@ def bench_scaling(shared: Path, n_files: int) -> dict:
 
 def _warm(model: str) -> None:
     from cellseg_bridge.distributed.models import cached_model
-    from cellseg_bridge.segment import segment
+    from cellseg_bridge.segmentation.pipeline import segment
 
     segment(np.random.default_rng(0).random((64, 64)).astype(np.float32), cached_model(model, "cpu"), diameter=DIAMETER)
 

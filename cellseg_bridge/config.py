@@ -22,6 +22,9 @@ FIJI_HOME_ENV = "FIJI_HOME"
 
 DEFAULT_IJ_JAR = Path("/usr/share/java/ij.jar")
 
+#: Kinds of restoration (and of the degradation each is trained on).
+RESTORE_KINDS = ("denoise", "deblur", "upsample", "oneclick", "aniso")
+
 
 def models_dir() -> Path:
     """Return the folder where named models are cached (created on demand)."""

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage, signal
 
+from cellseg_bridge.config import RESTORE_KINDS
 from cellseg_bridge.core import transforms
 
 __all__ = [
@@ -50,8 +51,6 @@ __all__ = [
     "stripe_noise",
 ]
 
-#: Kinds of restoration (and of the degradation each is trained on).
-RESTORE_KINDS = ("denoise", "deblur", "upsample", "oneclick", "aniso")
 #: Object diameter (px) at which blur sigmas are quoted (Cellpose 3: cyto3's diam_mean).
 REFERENCE_DIAMETER = 30.0
 #: Largest major-axis sigma (px at REFERENCE_DIAMETER) of the ``aniso`` training blur.

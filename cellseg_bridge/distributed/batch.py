@@ -5,7 +5,7 @@
 process without a client) and collects what happened. Any command whose job is
 "a function of one item that writes the item's outputs atomically" plugs in
 (``segment`` and ``convert`` here; ``restore`` later). Semantics, as the
-sequential batch (:mod:`cellseg_bridge.batch`):
+sequential batch (:mod:`cellseg_bridge.batch.runner`):
 
 - an item whose outputs all exist is skipped (a re-run resumes) unless ``overwrite``;
 - a task that raises is reported as ``failed`` with its reason; the others go on;
@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cellseg_bridge.batch import BatchReport, WorkItem, expand_inputs
+from cellseg_bridge.batch.runner import BatchReport, WorkItem, expand_inputs
 from cellseg_bridge.config import DEFAULTS
 from cellseg_bridge.errors import CellsegError, InputError
 
@@ -339,9 +339,8 @@ def has_large_planes(
 
     Unreadable inputs count as small (the batch reports them).
     """
+    from cellseg_bridge.batch.naming import open_scene, select_scene
     from cellseg_bridge.io.reader import SUPPORTED_SUFFIXES, list_scenes
-    from cellseg_bridge.naming import select_scene
-    from cellseg_bridge.segment_batch import open_scene
 
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
@@ -363,10 +362,10 @@ def has_large_planes(
 
 
 def _convert_task(item: WorkItem, axes: str | None, compression: str | None) -> dict:
-    """Write one scene as OME-TIFF (the job of :func:`cellseg_bridge.convert.convert`)."""
+    """Write one scene as OME-TIFF (the job of :func:`cellseg_bridge.batch.convert.convert`)."""
+    from cellseg_bridge.batch.naming import axes_for
     from cellseg_bridge.io.reader import open_image
     from cellseg_bridge.io.writers import write_ome_tiff
-    from cellseg_bridge.naming import axes_for
 
     image = open_image(item.source, scene=item.key, axes=axes_for(item.source, axes))
     write_ome_tiff(image, item.outputs[0], physical_pixel_sizes=image.attrs.get("physical_pixel_sizes"),
@@ -389,7 +388,7 @@ def convert_distributed(
     recursive: bool = DEFAULTS.batch.recursive,
     quiet: bool = False,
 ) -> DistributedReport:
-    """:func:`cellseg_bridge.convert.convert` with one task per scene on a Dask cluster.
+    """:func:`cellseg_bridge.batch.convert.convert` with one task per scene on a Dask cluster.
 
     ``client``, or ``workers`` (LocalCluster) or ``scheduler`` (address); none
     of them: in this process. Other parameters as ``convert``; a manifest is
@@ -397,7 +396,7 @@ def convert_distributed(
     """
     import functools
 
-    from cellseg_bridge.convert import plan_outputs
+    from cellseg_bridge.batch.convert import plan_outputs
 
     out_dir = Path(out_dir)
     items, problems = plan_inputs(inputs, lambda s: plan_outputs(s, out_dir, scene=scene), out_dir=out_dir,
@@ -437,13 +436,13 @@ def _cached_restore_model(spec: Any, device: str) -> Any:
 
 def _segment_task(item: WorkItem, kinds: tuple[str, ...], model: Any, device: str, options: dict,
                   axes: str | None, restore: Any = None, restore_target: str = DEFAULTS.restore.target) -> dict:
-    """Segment one scene and write its outputs (the job of :func:`~cellseg_bridge.segment_batch.segment_files`)."""
-    from cellseg_bridge.segment import segment
-    from cellseg_bridge.segment_batch import segment_item
+    """Segment one scene and write its outputs (the job of :func:`~cellseg_bridge.batch.segment.segment_files`)."""
+    from cellseg_bridge.batch.segment import segment_item
+    from cellseg_bridge.segmentation.pipeline import segment
 
     segment_fn = segment
     if restore:
-        from cellseg_bridge.restoration.batch import restoring_segment_fn
+        from cellseg_bridge.batch.restore import restoring_segment_fn
 
         segment_fn = restoring_segment_fn(segment, restore, target=restore_target, device=device,
                                           load=_cached_restore_model)
@@ -454,8 +453,8 @@ def _segment_task(item: WorkItem, kinds: tuple[str, ...], model: Any, device: st
 
 def _segment_large_task(item: WorkItem, model: Any, options: dict, axes: str | None, chunk_size: int | None,
                         overlap: int | None, client: Any, overwrite: bool) -> dict:
+    from cellseg_bridge.batch.naming import axes_for
     from cellseg_bridge.distributed.chunked import segment_large
-    from cellseg_bridge.naming import axes_for
 
     result = segment_large(str(item.source), model, out=list(item.outputs), axes=axes_for(item.source, axes),
                            scene=item.key, chunk_size=chunk_size, overlap=overlap, client=client,
@@ -488,12 +487,12 @@ def segment_files_distributed(
     restore_target: str = DEFAULTS.restore.target,
     **segment_options: Any,
 ) -> DistributedReport:
-    """:func:`~cellseg_bridge.segment_batch.segment_files` on a Dask cluster, large planes in chunks.
+    """:func:`~cellseg_bridge.batch.segment.segment_files` on a Dask cluster, large planes in chunks.
 
     Parameters
     ----------
     inputs, out_dir, model, overwrite, scene, axes, outputs, save_seg_npy, save_flows, recursive, quiet
-        As :func:`~cellseg_bridge.segment_batch.segment_files` (same output names).
+        As :func:`~cellseg_bridge.batch.segment.segment_files` (same output names).
     client : distributed.Client, optional
         The cluster. Or ``workers`` (a LocalCluster started and closed here)
         or ``scheduler`` (address of a running one). None of the three: in this process.
@@ -503,7 +502,7 @@ def segment_files_distributed(
     chunk_size, overlap : int, optional
         Chunk core side and overlap (defaults: ``DEFAULTS.distributed``).
     restore, restore_target
-        Restore before segmenting, as :func:`~cellseg_bridge.segment_batch.segment_files`
+        Restore before segmenting, as :func:`~cellseg_bridge.batch.segment.segment_files`
         (each worker loads the restoration models once). Not for planes segmented
         in chunks: ``chunked=True`` is refused, and a plane above the threshold
         is reported failed.
@@ -518,15 +517,13 @@ def segment_files_distributed(
     """
     import functools
 
-    from cellseg_bridge.io.reader import list_scenes
-    from cellseg_bridge.naming import scene_items
-    from cellseg_bridge.segment_batch import (
+    from cellseg_bridge.batch.naming import open_scene, scene_is_2d, scene_items
+    from cellseg_bridge.batch.segment import (
         OUTPUT_SUFFIXES,
         SEGMENT_OPTION_NAMES,
         check_output_kinds,
-        open_scene,
-        scene_is_2d,
     )
+    from cellseg_bridge.io.reader import list_scenes
 
     out_dir = Path(out_dir)
     kinds = check_output_kinds(outputs, save_seg_npy, save_flows)

@@ -5,7 +5,7 @@ plane into cores of ``chunk_size`` grown by ``overlap`` (at least twice the
 diameter; default ``ceil(2 * diameter)``), and segments every chunk:
 
 - normalisation with percentiles of the whole plane (the rule of
-  :func:`~cellseg_bridge.segment.segment`: a strided subsample above 224³ pixels);
+  :func:`~cellseg_bridge.segmentation.pipeline.segment`: a strided subsample above 224³ pixels);
 - the network on the whole plane's tile grid (:mod:`.chunk_network`), so the
   flows in a chunk are those of the whole-plane pass;
 - masks (:func:`~cellseg_bridge.core.dynamics.compute_masks`) on the chunk,
@@ -191,7 +191,7 @@ def _diameter(opts: SegmentOptions, model: Any, source: PlaneSource) -> float:
         return float(opts.diameter)
     if model.size_model is None:
         return float(model.diam_labels)
-    from cellseg_bridge.segment import segment
+    from cellseg_bridge.segmentation.pipeline import segment
 
     ly, lx = source.shape
     h, w = min(ly, 1024), min(lx, 1024)

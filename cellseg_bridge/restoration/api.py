@@ -16,7 +16,7 @@ registry (bundled, cache, Cellpose's folder).
 Per plane and restored channel (every channel by default; a Z stack plane by
 plane, time points one by one):
 
-1. **Normalise** the 1st/99th percentiles to 0/1 (as :func:`~cellseg_bridge.segment.segment`).
+1. **Normalise** the 1st/99th percentiles to 0/1 (as :func:`~cellseg_bridge.segmentation.pipeline.segment`).
 2. **Rescale** by ``diam_mean / diameter`` when ``diameter`` is given (the
    network's diam_mean: 17 for nuclei, 30 for cyto3), bilinearly.
 3. **Network** in tiles blended with a taper (:func:`~cellseg_bridge.nn.inference.run_network`),
@@ -229,7 +229,7 @@ def _options(options: dict[str, Any]) -> RestoreOptions:
 
 
 def _channels(which: Any, names: list[str] | None, n: int) -> list[int]:
-    from cellseg_bridge.preprocess import channel_index
+    from cellseg_bridge.segmentation.preprocess import channel_index
 
     if which is None:
         return list(range(n))
@@ -275,7 +275,7 @@ def restore(
     InputError
         See the module docstring.
     """
-    from cellseg_bridge.preprocess import as_tczyx
+    from cellseg_bridge.segmentation.preprocess import as_tczyx
 
     opts = _options(options)
     if model is None and opts.model is not None:

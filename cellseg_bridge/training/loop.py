@@ -247,8 +247,7 @@ def _batch(samples: Sequence[TrainSample], idx: Sequence[int], scales: np.ndarra
 def _validate(net: CellposeUNet, val_items, opts: TrainOptions, device) -> tuple[float, float, float]:
     """Mean AP at IoU 0.5/0.75/0.9 over the validation images (segmented at their true diameter)."""
     from cellseg_bridge.core.metrics import average_precision
-    from cellseg_bridge.segment import SegmentationModel, segment
-
+    from cellseg_bridge.segmentation.pipeline import SegmentationModel, segment
     from cellseg_bridge.training.data import median_diameter
 
     model = SegmentationModel(net=net, config=net.architecture(), name="training", device=device)
@@ -278,7 +277,7 @@ def fit_size_from_net(
     """Fit the style -> diameter regression from the trained network.
 
     Each crop is an image zoomed by ``s = r0 * u`` (``r0 = diam_mean / diam_labels``,
-    the scale at which :func:`~cellseg_bridge.segment.segment` computes styles
+    the scale at which :func:`~cellseg_bridge.segmentation.pipeline.segment` computes styles
     for the estimate; ``u`` uniform in [0.5, 1.5]), randomly rotated/flipped. Its
     target is the diameter that an image would have if the network saw it at
     scale ``s`` after the pipeline's zoom by ``r0``: ``diameter * u``.
@@ -442,7 +441,7 @@ def train(
     resume : bool
         Continue from ``out_dir/checkpoint/state.pt`` (same data and options).
     axes : str, optional
-        Axes of array images (as for :func:`~cellseg_bridge.segment.segment`).
+        Axes of array images (as for :func:`~cellseg_bridge.segmentation.pipeline.segment`).
     masks_dir : str or Path, optional
         Folder holding the masks of a folder of images.
     flow_cache : str or Path, optional

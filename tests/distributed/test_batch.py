@@ -11,7 +11,7 @@ import tifffile
 import torch
 from click.testing import CliRunner
 
-from cellseg_bridge.batch import WorkItem
+from cellseg_bridge.batch.runner import WorkItem
 from cellseg_bridge.distributed import (
     convert_distributed,
     dask_client,
@@ -193,8 +193,8 @@ def tiny_restore_model(tmp_path_factory) -> Path:
 
 def test_segment_with_restore_on_the_cluster_equals_the_sequential_batch(client, tiny_model, tiny_restore_model,
                                                                        tmp_path):
+    from cellseg_bridge.batch.segment import segment_files
     from cellseg_bridge.distributed.models import loads_in_this_process
-    from cellseg_bridge.segment_batch import segment_files
 
     images = _images(tmp_path / "in", 4)
     opts = dict(model=str(tiny_model), diameter=17.0, flow_threshold=0.0, outputs=("labels",), quiet=True,
