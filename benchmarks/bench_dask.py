@@ -167,7 +167,8 @@ def bench_scaling(shared: Path, n_files: int) -> dict:
     """Many files: 1 worker vs 2 workers (LocalCluster, 1 thread each), full-width net."""
     import tifffile
 
-    from cellseg_bridge.distributed import dask_client, segment_files_distributed
+    from cellseg_bridge.batch.segment_cluster import segment_files_distributed
+    from cellseg_bridge.distributed import dask_client
 
     img = mosaic(shared, 2048)
     out: dict = {"files": n_files}

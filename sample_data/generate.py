@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from cellseg_bridge.io.writers import write_labels, write_ome_tiff
 from cellseg_bridge.datasets.synthetic import NucleiSpec, synthetic_nuclei
+from cellseg_bridge.io.writers import write_labels, write_ome_tiff
 
 HERE = Path(__file__).resolve().parent
 PIXEL_SIZE_UM = 0.65

@@ -25,9 +25,11 @@ unless ``overwrite``.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from cellseg_bridge.batch.naming import axes_for as _axes_for
 from cellseg_bridge.batch.naming import file_stem, plan_scene_items, sanitise, scene_stem, select_scene
@@ -153,3 +155,49 @@ def _open(source: Path, scene_index: int, axes: str | None):
     from cellseg_bridge.io.reader import open_image
 
     return open_image(source, scene=scene_index, axes=axes)
+
+
+def _convert_task(item: WorkItem, axes: str | None, compression: str | None) -> dict:
+    """Write one scene as OME-TIFF (the job of :func:`cellseg_bridge.batch.convert.convert`)."""
+    from cellseg_bridge.batch.naming import axes_for
+    from cellseg_bridge.io.reader import open_image
+    from cellseg_bridge.io.writers import write_ome_tiff
+
+    image = open_image(item.source, scene=item.key, axes=axes_for(item.source, axes))
+    write_ome_tiff(image, item.outputs[0], physical_pixel_sizes=image.attrs.get("physical_pixel_sizes"),
+                   channel_names=image.attrs.get("channel_names"), compression=compression,
+                   name=image.attrs.get("scene"))
+    return {"shape": [int(n) for n in image.shape]}
+
+def convert_distributed(
+    inputs: Iterable[str | Path] | str | Path,
+    out_dir: str | Path,
+    *,
+    client: Any = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    overwrite: bool = DEFAULTS.convert.overwrite,
+    scene: int | str | None = DEFAULTS.read.scene,
+    axes: str | None = DEFAULTS.read.axes,
+    compression: str | None = DEFAULTS.convert.compression,
+    recursive: bool = DEFAULTS.batch.recursive,
+    quiet: bool = False,
+) -> Any:
+    """:func:`convert` with one task per scene on a Dask cluster.
+
+    ``client``, or ``workers`` (LocalCluster) or ``scheduler`` (address); none
+    of them: in this process. Other parameters as ``convert``; a manifest is
+    written to ``out_dir``.
+    """
+    from cellseg_bridge.distributed.executor import DistributedReport, plan_inputs, run_items, with_cluster, with_problems
+
+    out_dir = Path(out_dir)
+    items, problems = plan_inputs(inputs, lambda s: plan_outputs(s, out_dir, scene=scene), out_dir=out_dir,
+                                  recursive=recursive)
+    task = functools.partial(_convert_task, axes=axes, compression=compression)
+
+    def run(c: Any) -> DistributedReport:
+        return run_items(items, task, client=c, manifest=out_dir / DEFAULTS.distributed.manifest_name,
+                         overwrite=overwrite, quiet=quiet, description="convert")
+
+    return with_problems(with_cluster(run, client, workers, scheduler), problems)

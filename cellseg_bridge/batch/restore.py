@@ -25,7 +25,7 @@ from typing import Any
 from cellseg_bridge.batch.naming import open_scene, scene_items
 from cellseg_bridge.batch.report import ItemResult, SegmentReport, item_statuses
 from cellseg_bridge.batch.runner import WorkItem, run_batch
-from cellseg_bridge.config import DEFAULTS, RESTORE_KINDS
+from cellseg_bridge.config import DEFAULTS, RESTORE_KINDS, RestoreOptions
 from cellseg_bridge.errors import CellsegError, InputError
 from cellseg_bridge.io.atomic import staged_outputs
 from cellseg_bridge.restoration.api import RestorationModel, load_restore_model, model_name_for, parse_types, restore
@@ -74,34 +74,34 @@ def restore_files(
     inputs: Iterable[str | Path] | str | Path,
     out_dir: str | Path,
     *,
+    options: RestoreOptions | None = None,
     types: str | Sequence[str] | None = None,
     model: Any = None,
-    target: str = DEFAULTS.restore.target,
     overwrite: bool = DEFAULTS.convert.overwrite,
     scene: int | str | None = DEFAULTS.read.scene,
     axes: str | None = DEFAULTS.read.axes,
     recursive: bool = DEFAULTS.batch.recursive,
-    device: str = DEFAULTS.restore.device,
     quiet: bool = False,
-    **options: Any,
-):
+    **overrides: Any,
+) -> SegmentReport:
     """Restore every scene of every input; write ``<base>_restored.ome.tif`` and ``<base>_restored.json``.
 
     Parameters
     ----------
     inputs : path, or iterable of paths / folders / glob patterns
     out_dir : str or Path
+    options : RestoreOptions, optional
+        The restoration options (default ``DEFAULTS.restore``): types, target, model,
+        channel, diameter, normalize_percentiles, tile_size, batch_size, device, suffix.
     types : str or sequence, optional
-        Restoration types, in order (see :func:`~cellseg_bridge.restoration.api.restore`).
+        Restoration types, in order (see :func:`~cellseg_bridge.restoration.api.restore`);
+        default ``options.types``.
     model : name, path or RestorationModel (or a sequence), optional
-        Explicit model(s) instead of ``types``.
-    target : str
-        Model family for ``types`` (``<type>_<target>``).
+        Explicit model(s) instead of ``types``; default ``options.model``.
     overwrite, scene, axes, recursive, quiet
         As for :func:`~cellseg_bridge.batch.segment.segment_files`.
-    device : str
-    **options
-        ``channel``, ``diameter``, ``normalize_percentiles``, ``tile_size``, ``batch_size``.
+    **overrides
+        :class:`~cellseg_bridge.config.RestoreOptions` fields (``target``, ``device``, ``channel``, ...).
 
     Returns
     -------
@@ -118,13 +118,11 @@ def restore_files(
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
     out_dir = Path(out_dir)
-    specs, kinds = _specs(types, model, target)
-    allowed = {"channel", "diameter", "normalize_percentiles", "tile_size", "batch_size"}
-    unknown = sorted(set(options) - allowed)
-    if unknown:
-        raise InputError(f"unknown restore option(s) {', '.join(unknown)} (known: {', '.join(sorted(allowed))})")
-    models = _Models(specs, device)
-    suffix = DEFAULTS.restore.suffix
+    opts = RestoreOptions.derive(options, **overrides)
+    specs, kinds = _specs(opts.types if types is None else types, opts.model if model is None else model,
+                          opts.target)
+    models = _Models(specs, opts.device)
+    suffix = opts.suffix
     records: dict[str, ItemResult] = {}
     names = [s.name if isinstance(s, RestorationModel) else str(s) for s in specs]
     report = SegmentReport(model="+".join(names))
@@ -144,7 +142,9 @@ def restore_files(
 
         image = open_scene(item.source, item.key, axes)
         try:
-            result = restore(image, model=models.get(), axes=None, **options)
+            result = restore(image, model=models.get(), axes=None, channel=opts.channel, diameter=opts.diameter,
+                             normalize_percentiles=opts.normalize_percentiles, tile_size=opts.tile_size,
+                             batch_size=opts.batch_size)
         except InputError as exc:
             raise InputError(exc.reason, item.source) from exc
         result.types = kinds

@@ -117,8 +117,7 @@ def is_hidden_or_temp(path: Path) -> bool:
     name = path.name
     lower = name.lower()
     return (
-        name.startswith(".")
-        or name.startswith("~$")
+        name.startswith((".", "~$"))
         or lower in _JUNK_NAMES
         or lower.endswith(_TEMP_SUFFIXES)
     )
@@ -273,7 +272,7 @@ def run_batch(
     redirect = contextlib.nullcontext() if disable else logging_redirect_tqdm()
     with redirect, tqdm(files, desc=description or None, unit="file", disable=disable, file=sys.stderr) as bar:
         for source in bar:
-            items = _guard(report, str(source), lambda: list(plan(source)))
+            items = _guard(report, str(source), lambda source=source: list(plan(source)))
             if items is None:
                 continue
             for item in items:

@@ -88,15 +88,39 @@ OUTPUT_KINDS = ("labels", "rois", "csv", "overlay")
 #: What ``cellseg segment`` writes unless told otherwise.
 DEFAULT_OUTPUTS = OUTPUT_KINDS
 
-#: Names of the options passed on to :func:`cellseg_bridge.segmentation.pipeline.segment`.
-SEGMENT_OPTION_NAMES = tuple(f.name for f in dataclasses.fields(SegmentOptions) if f.name != "model")
+#: The segmentation pipeline, looked up when a batch starts (so that a stand-in module can take its place).
+PIPELINE_MODULE = "cellseg_bridge.segmentation.pipeline"
+
+
+def segment_kwargs(options: SegmentOptions) -> dict[str, Any]:
+    """The keyword arguments of ``segment(image, model, **kwargs)`` for ``options``: every field but model, device."""
+    return {name: value for name, value in options.as_dict().items() if name not in ("model", "device")}
+
+
+def batch_options(options: SegmentOptions | None, model: Any, overrides: dict[str, Any]) -> tuple[SegmentOptions, Any]:
+    """The options of a batch (``options`` with ``overrides``) and the model to load or use.
+
+    ``model`` None means ``options.model``; a name or path also becomes ``options.model``;
+    a loaded model object is used as it is.
+    """
+    unknown = SegmentOptions.unknown_names(overrides)
+    if unknown:  # said in the batch's words: these keywords are neither batch parameters nor options
+        raise InputError(f"unknown segmentation option(s) {', '.join(unknown)} "
+                         f"(known: {', '.join(SegmentOptions.names())})")
+    opts = SegmentOptions.derive(options, **overrides)
+    if model is None:
+        return opts, opts.model
+    if isinstance(model, (str, Path)):
+        opts = SegmentOptions.derive(opts, model=str(model))
+    return opts, model
 
 
 def segment_files(
     inputs: Iterable[str | Path] | str | Path,
     out_dir: str | Path,
     *,
-    model: Any = DEFAULTS.segment.model,
+    options: SegmentOptions | None = None,
+    model: Any = None,
     overwrite: bool = DEFAULTS.convert.overwrite,
     scene: int | str | None = DEFAULTS.read.scene,
     axes: str | None = DEFAULTS.read.axes,
@@ -121,8 +145,11 @@ def segment_files(
         temporary files are skipped.
     out_dir : str or Path
         Output folder (created if needed); names in the module docstring.
-    model : str, Path or model object
-        Model name or checkpoint path, loaded once with
+    options : SegmentOptions, optional
+        The segmentation options (default :data:`~cellseg_bridge.config.DEFAULTS` ``.segment``);
+        ``**segment_options`` override single fields.
+    model : str, Path or model object, optional
+        Default ``options.model``. Model name or checkpoint path, loaded once with
         :func:`cellseg_bridge.segmentation.pipeline.load_model` (on ``device``) when the
         first item needs it; or an already loaded model.
     overwrite : bool
@@ -175,17 +202,11 @@ def segment_files(
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
     out_dir = Path(out_dir)
-    model = DEFAULTS.segment.model if model is None else model
+    opts, model = batch_options(options, model, segment_options)
     kinds = check_output_kinds(outputs, save_seg_npy, save_flows)
-    unknown = sorted(set(segment_options) - set(SEGMENT_OPTION_NAMES))
-    if unknown:
-        known = ", ".join(SEGMENT_OPTION_NAMES)
-        raise InputError(f"unknown segmentation option(s) {', '.join(unknown)} (known: {known})")
-    options = {name: getattr(DEFAULTS.segment, name) for name in SEGMENT_OPTION_NAMES} | segment_options
-    device = options.pop("device")
+    device = opts.device
     if segment_fn is None or load_model_fn is None:
-        # the module (not the package attribute, which may be the segment() function)
-        segment_module = importlib.import_module("cellseg_bridge.segmentation.pipeline")
+        segment_module = importlib.import_module(PIPELINE_MODULE)
         segment_fn = segment_fn or segment_module.segment
         load_model_fn = load_model_fn or segment_module.load_model
     if restore:
@@ -221,7 +242,7 @@ def segment_files(
 
     def job(item: WorkItem) -> None:
         record = records[item.name]
-        n_cells, diameter = segment_item(item, record.outputs, models, segment_fn, options, axes)
+        n_cells, diameter = segment_item(item, record.outputs, models, segment_fn, opts, axes)
         record.n_cells, record.diameter = n_cells, diameter
 
     batch = run_batch(
@@ -305,7 +326,7 @@ def segment_item(
     outputs: dict[str, Path],
     models: _ModelOnce,
     segment_fn: Callable[..., Any],
-    options: dict[str, Any],
+    options: SegmentOptions,
     axes: str | None,
 ) -> tuple[int, float | None]:
     """Open, segment and write all outputs of one scene; return (number of cells, diameter).
@@ -321,9 +342,9 @@ def segment_item(
     segment_fn : callable
         ``segment_fn(image, model, return_flows=..., **options)``, as
         :func:`cellseg_bridge.segmentation.pipeline.segment`.
-    options : dict
+    options : SegmentOptions
         Segmentation options (``channel`` and ``nuclear_channel`` are resolved
-        to indices here; the dict is not modified).
+        to indices of the image's channels here).
     axes : str, optional
         Axes of plain TIFFs.
 
@@ -336,13 +357,13 @@ def segment_item(
     image = image.copy(data=np.asarray(image.data))  # read the pixels once (segment and measure use them)
     n_t, n_c, n_z, n_y, n_x = (image.sizes[a] for a in "TCZYX")
     names = [str(n) for n in image.attrs.get("channel_names") or [f"ch{i}" for i in range(n_c)]]
-    options = dict(options)
-    channel = options["channel"] = _channel_index(names, options.get("channel"), item.source)
-    if options.get("nuclear_channel") is not None:
-        options["nuclear_channel"] = _channel_index(names, options["nuclear_channel"], item.source)
+    kwargs = segment_kwargs(options)
+    channel = kwargs["channel"] = _channel_index(names, options.channel, item.source)
+    if options.nuclear_channel is not None:
+        kwargs["nuclear_channel"] = _channel_index(names, options.nuclear_channel, item.source)
     model = models.get()
     want_flows = "flows" in outputs or "seg_npy" in outputs
-    result = segment_fn(image, model, return_flows=want_flows, **options)
+    result = segment_fn(image, model, return_flows=want_flows, **kwargs)
     labels = np.asarray(result.labels)
     if labels.shape != (n_t, n_z, n_y, n_x):
         raise InputError(f"segmentation returned labels of shape {labels.shape}, expected (T, Z, Y, X) = "
@@ -350,7 +371,7 @@ def segment_item(
     sizes = dict(image.attrs.get("physical_pixel_sizes") or {})
     diameter = getattr(result, "diameter", None)
     diameter = None if diameter is None else float(diameter)
-    per_plane = n_z > 1 and not options.get("do_3d") and not options.get("stitch_threshold")
+    per_plane = n_z > 1 and not options.do_3d and not options.stitch_threshold
     pixels = image.data  # numpy (T, C, Z, Y, X)
 
     writers: dict[str, Callable[[Path], Any]] = {}
@@ -462,7 +483,7 @@ def _write_flows(path: Path, result: Any, labels_shape: tuple[int, ...], sizes: 
 
 
 def _write_seg_npy(path: Path, source: Path, labels: np.ndarray, result: Any, diameter: float | None,
-                   options: dict[str, Any]) -> None:
+                   options: SegmentOptions) -> None:
     from cellseg_bridge.io.seg_npy import gui_flows, write_seg_npy
 
     flows_list: list = []
@@ -471,8 +492,8 @@ def _write_seg_npy(path: Path, source: Path, labels: np.ndarray, result: Any, di
         flows_list = gui_flows(flows[0][-2:, 0], cellprob[0, 0])
     extra = {
         "model_path": str(getattr(result, "model", "") or ""),
-        "flow_threshold": float(options.get("flow_threshold", DEFAULTS.segment.flow_threshold)),
-        "cellprob_threshold": float(options.get("cellprob_threshold", DEFAULTS.segment.cellprob_threshold)),
+        "flow_threshold": float(options.flow_threshold),
+        "cellprob_threshold": float(options.cellprob_threshold),
     }
     write_seg_npy(path, labels[0, 0], filename=os.path.abspath(source), diameter=diameter, flows=flows_list,
                   extra=extra)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 
+from cellseg_bridge.cli.options import options_from
 from cellseg_bridge.config import DEFAULTS
 from cellseg_bridge.errors import CellsegError
 
@@ -20,10 +22,12 @@ def is_quiet(ctx: click.Context) -> bool:
 
 def dask_options(func: F) -> F:
     """--workers / --scheduler (Dask), shared by the batch commands."""
-    func = click.option("--scheduler", default=DEFAULTS.distributed.scheduler,
-                        help="Address of a running Dask scheduler (tcp://host:8786): one task per scene.")(func)
-    return click.option("--workers", type=click.IntRange(min=1), default=DEFAULTS.distributed.workers,
-                        help="Run on a local Dask cluster of N worker processes (one task per scene).")(func)
+    return options_from(DEFAULTS.distributed, only=["workers", "scheduler"])(func)
+
+
+def help_of(cls: type, name: str) -> str:
+    """The help text of option field ``name`` of dataclass ``cls`` (for options named differently)."""
+    return next(f.metadata["help"] for f in dataclasses.fields(cls) if f.name == name)
 
 
 def scene_arg(scene: str | None) -> int | str | None:

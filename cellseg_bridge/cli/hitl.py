@@ -5,27 +5,19 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
-from cellseg_bridge.cli.common import is_quiet, scene_arg
-from cellseg_bridge.config import DEFAULTS
-from cellseg_bridge.errors import CellsegError
-
-_H = DEFAULTS.hitl
+from cellseg_bridge.cli.common import help_of, is_quiet, run_api
+from cellseg_bridge.cli.options import collect, options_from
+from cellseg_bridge.config import DEFAULTS, HitlOptions, SegmentOptions, TrainOptions
 
 
-def _call(func, *args, **kwargs):
-    try:
-        return func(*args, **kwargs)
-    except CellsegError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
-def _open(project: Path):
+def _open(project: Path) -> Any:
     from cellseg_bridge.hitl import open_project
 
-    return _call(open_project, project)
+    return run_api(open_project, project)
 
 
 @click.group("hitl")
@@ -44,29 +36,21 @@ def hitl() -> None:
 @hitl.command("init")
 @click.argument("project", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--model", default=_H.model, show_default=True, help="Initial model (name or checkpoint).")
-@click.option("--channel", default=str(DEFAULTS.segment.channel), show_default=True,
-              help="Channel to segment (index or name).")
-@click.option("--nuclear-channel", default=None, help="Optional nuclear channel (2-channel models).")
-@click.option("--diameter", type=float, default=None,
-              help="Cell diameter in pixels; default: the model's estimate (size model) or training diameter.")
-@click.option("--epochs", "n_epochs", type=click.IntRange(min=1), default=_H.n_epochs, show_default=True,
-              help="Epochs per cycle.")
-@click.option("--holdout-every", type=click.IntRange(min=0), default=_H.holdout_every, show_default=True,
-              help="Every k-th corrected image is held out for AP (0: none).")
-@click.option("--seed", type=int, default=_H.seed, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Crops per step (default 8).")
-@click.option("--crop-size", type=click.IntRange(min=16), default=None, help="Training crop side (default 224).")
-def hitl_init(project: Path, images: tuple[Path, ...], model: str, channel: str, nuclear_channel: str | None,
-              diameter: float | None, n_epochs: int, holdout_every: int, seed: int, batch_size: int | None,
-              crop_size: int | None) -> None:
+@options_from(DEFAULTS.hitl, only=["model", "n_epochs", "holdout_every", "seed"])
+@options_from(DEFAULTS.segment, only=["channel", "nuclear_channel", "diameter"])
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help=help_of(TrainOptions, "batch_size"))
+@click.option("--crop-size", type=click.IntRange(min=16), default=None, help=help_of(TrainOptions, "crop_size"))
+def hitl_init(project: Path, images: tuple[Path, ...], batch_size: int | None, crop_size: int | None,
+              **params: Any) -> None:
     """Create a HITL project in PROJECT for IMAGES (referenced, never copied)."""
     from cellseg_bridge.hitl import init_project
 
+    options = collect(HitlOptions, params)
+    seg = collect(SegmentOptions, params)
     extra = {k: v for k, v in {"batch_size": batch_size, "crop_size": crop_size}.items() if v is not None}
-    proj = _call(init_project, project, list(images), model=model, channel=scene_arg(channel),
-                 nuclear_channel=scene_arg(nuclear_channel), diameter=diameter, n_epochs=n_epochs,
-                 holdout_every=holdout_every, seed=seed, train_options=extra)
+    proj = run_api(init_project, project, list(images), model=options.model, channel=seg.channel,
+                   nuclear_channel=seg.nuclear_channel, diameter=seg.diameter, n_epochs=options.n_epochs,
+                   holdout_every=options.holdout_every, seed=options.seed, train_options=extra)
     click.echo(f"HITL project {proj.directory}: {len(proj.images)} image(s), initial model "
                f"{proj.manifest['initial_model']['path']}\nnext: cellseg hitl next {project}")
 
@@ -75,12 +59,12 @@ def hitl_init(project: Path, images: tuple[Path, ...], model: str, channel: str,
 @click.argument("project", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--image", default=None, help="This image (path, name or id) instead of the next unannotated one.")
 @click.option("--overwrite", is_flag=True, help="Predict again even if the current model already did.")
-@click.option("--device", default=DEFAULTS.segment.device, show_default=True)
+@options_from(DEFAULTS.segment, only=["device"])
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def hitl_next(project: Path, image: str | None, overwrite: bool, device: str, as_json: bool) -> None:
     """Segment the next image without corrections; write its labels and RoiSet.zip to correct in Fiji."""
     proj = _open(project)
-    result = _call(proj.next_image, image, overwrite=overwrite, device=device)
+    result = run_api(proj.next_image, image, overwrite=overwrite, device=device)
     if as_json:
         data = None if result is None else {k: str(v) if isinstance(v, Path) else v
                                             for k, v in dataclasses.asdict(result).items()}
@@ -109,7 +93,7 @@ def hitl_next(project: Path, image: str | None, overwrite: bool, device: str, as
 def hitl_add(project: Path, image: str, rois: Path, holdout: bool | None, allow_empty: bool, as_json: bool) -> None:
     """Import the corrected ROIS (RoiSet.zip from Fiji) of IMAGE (path, name or id)."""
     proj = _open(project)
-    result = _call(proj.add_correction, image, rois, holdout=holdout, allow_empty=allow_empty)
+    result = run_api(proj.add_correction, image, rois, holdout=holdout, allow_empty=allow_empty)
     if as_json:
         click.echo(json.dumps({"ok": True, **dataclasses.asdict(result)}, indent=2))
         return
@@ -126,7 +110,7 @@ def hitl_add(project: Path, image: str, rois: Path, holdout: bool | None, allow_
               help="Epochs of this cycle (default: the project's).")
 @click.option("--fresh", is_flag=True, help="Discard an interrupted cycle instead of resuming it.")
 @click.option("--no-eval", is_flag=True, help="Do not score the held-out images.")
-@click.option("--device", default=DEFAULTS.train.device, show_default=True)
+@options_from(DEFAULTS.train, only=["device"])
 @click.option("--json", "as_json", is_flag=True, help="Print the cycle's record as JSON.")
 @click.pass_context
 def hitl_train(ctx: click.Context, project: Path, n_epochs: int | None, fresh: bool, no_eval: bool, device: str,
@@ -135,7 +119,7 @@ def hitl_train(ctx: click.Context, project: Path, n_epochs: int | None, fresh: b
     proj = _open(project)
     quiet = is_quiet(ctx)
     try:
-        record = _call(proj.train, n_epochs=n_epochs, fresh=fresh, progress=not (quiet or as_json),
+        record = run_api(proj.train, n_epochs=n_epochs, fresh=fresh, progress=not (quiet or as_json),
                        device=device, evaluate=not no_eval)
     except KeyboardInterrupt:
         click.echo(f"interrupted: the previous model stays current; `cellseg hitl train {project}` resumes",
@@ -156,12 +140,12 @@ def hitl_train(ctx: click.Context, project: Path, n_epochs: int | None, fresh: b
 @hitl.command("status")
 @click.argument("project", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--no-eval", is_flag=True, help="Report cached held-out scores only (segments nothing).")
-@click.option("--device", default=DEFAULTS.segment.device, show_default=True)
+@options_from(DEFAULTS.segment, only=["device"])
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def hitl_status(project: Path, no_eval: bool, device: str, as_json: bool) -> None:
     """Cycles, ROI counts, AP on the held-out images and the model of each cycle."""
     from cellseg_bridge.hitl import format_status
 
     proj = _open(project)
-    status = _call(proj.status, evaluate=not no_eval, device=device)
+    status = run_api(proj.status, evaluate=not no_eval, device=device)
     click.echo(json.dumps(status, indent=2) if as_json else format_status(status))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
-from cellseg_bridge.cli.common import run_api, scene_arg
-from cellseg_bridge.config import DEFAULTS
+from cellseg_bridge.cli.common import run_api
+from cellseg_bridge.cli.options import collect, options_from
+from cellseg_bridge.config import DEFAULTS, ReadOptions, RoiOptions
 
 
 @click.group()
@@ -19,17 +21,16 @@ def rois() -> None:
 @click.argument("labels", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Zip to write (replaced if it exists); default <stem>_RoiSet.zip beside LABELS.")
-@click.option("--name-format", default=DEFAULTS.rois.name_format, show_default=True,
-              help="ROI names; fields {label}, {z}, {t}, {c}, {piece}.")
-@click.option("--multipart", type=click.Choice(["composite", "pieces"]), default=DEFAULTS.rois.multipart,
-              show_default=True, help="A label with several pieces: one composite ROI, or one ROI per piece.")
-@click.option("--scene", default=DEFAULTS.read.scene, help="Scene of a multi-scene file.")
-def rois_to_zip(labels: Path, out: Path | None, name_format: str, multipart: str, scene: str | None) -> None:
+@options_from(DEFAULTS.rois, only=["name_format", "multipart"])
+@options_from(DEFAULTS.read, only=["scene"])
+def rois_to_zip(labels: Path, out: Path | None, **params: Any) -> None:
     """Trace each label of LABELS along pixel edges into ImageJ ROIs (z/t positions for stacks)."""
     from cellseg_bridge.io.roi_files import label_image_to_roi_zip
 
-    path, n = run_api(label_image_to_roi_zip, labels, out, name_format=name_format, multipart=multipart,
-                   scene=scene_arg(scene))
+    options = collect(RoiOptions, params)
+    read = collect(ReadOptions, params)
+    path, n = run_api(label_image_to_roi_zip, labels, out, name_format=options.name_format,
+                      multipart=options.multipart, scene=read.scene)
     click.echo(f"{n} ROIs written to {path}")
 
 
@@ -39,8 +40,7 @@ def rois_to_zip(labels: Path, out: Path | None, name_format: str, multipart: str
               help="Image whose shape (T, Z, Y, X) and pixel sizes the labels take.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Label OME-TIFF to write.")
-@click.option("--overlap", type=click.Choice(["last", "first"]), default=DEFAULTS.rois.overlap,
-              show_default=True, help="Who keeps a pixel claimed by several ROIs.")
+@options_from(DEFAULTS.rois, only=["overlap"])
 def rois_to_labels(roi_file: Path, like: Path, out: Path, overlap: str) -> None:
     """Rasterise ROI_FILE (RoiSet.zip or .roi) exactly as ImageJ does into a label image."""
     from cellseg_bridge.io.roi_files import roi_zip_to_label_image

@@ -170,18 +170,13 @@ def _chunk_task(source: PlaneSource | np.ndarray, chunk: Chunk, params: _ChunkPa
     return _ChunkOutput(labels=labels, owned=owned, truncated=int(cut.size), seconds=time.perf_counter() - tic)
 
 
-def _options(options: dict[str, Any]) -> SegmentOptions:
-    names = {f.name for f in dataclasses.fields(SegmentOptions)}
-    unknown = sorted(set(options) - names)
-    if unknown:
-        raise InputError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-    opts = dataclasses.replace(DEFAULTS.segment, **options)
+def _options(options: SegmentOptions | None, overrides: dict[str, Any]) -> SegmentOptions:
+    """The options (validated by the dataclass), and what chunked segmentation cannot do."""
+    opts = SegmentOptions.derive(options, **overrides)
     if opts.augment:
         raise InputError("test-time augmentation is not available for chunked segmentation")
     if opts.tile_size <= 0:
         raise InputError("chunked segmentation needs network tiles (tile_size > 0)")
-    if opts.diameter is not None and not (math.isfinite(opts.diameter) and opts.diameter > 0):
-        raise InputError(f"diameter must be a positive number or None, got {opts.diameter}")
     return opts
 
 
@@ -296,7 +291,8 @@ def segment_large(
     client: Any = None,
     max_pending: int | None = None,
     overwrite: bool = False,
-    **options: Any,
+    options: SegmentOptions | None = None,
+    **overrides: Any,
 ) -> LargeResult:
     """Segment a 2D image of any size chunk by chunk, with labels merged across chunk borders.
 
@@ -326,7 +322,9 @@ def segment_large(
         Chunks in flight on the cluster (default: 2 per worker thread + 1).
     overwrite : bool
         Replace existing outputs.
-    **options
+    options : SegmentOptions, optional
+        The segmentation options (default ``DEFAULTS.segment``); ``**overrides`` change single fields.
+    **overrides
         :class:`~cellseg_bridge.config.SegmentOptions` fields (``diameter``,
         ``channel``, ``nuclear_channel``, ``cellprob_threshold``,
         ``flow_threshold``, ``tile_size``, ``device``, ...).
@@ -342,7 +340,7 @@ def segment_large(
         the diameter, an image that is not a 2D plane, outputs that exist.
     """
     t_start = time.perf_counter()
-    opts = _options(options)
+    opts = _options(options, overrides)
     dist = DEFAULTS.distributed
     chunk_size = int(chunk_size or dist.chunk_size)
     if chunk_size < 16:

@@ -155,13 +155,8 @@ def _describe_image(path: Path) -> dict[str, Any]:
 
 
 def _check_train_options(options: dict[str, Any] | None) -> dict[str, Any]:
-    import dataclasses
-
     options = dict(options or {})
-    names = {f.name for f in dataclasses.fields(TrainOptions)}
-    unknown = sorted(set(options) - names)
-    if unknown:
-        raise InputError(f"unknown training option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    TrainOptions.derive(None, **options)  # unknown names, wrong types, values out of range
     fixed = sorted(set(options) & _FIXED_TRAIN)
     if fixed:
         raise InputError(

@@ -36,9 +36,7 @@ not a restoration network (e.g. a segmentation model), an unknown type.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -213,19 +211,8 @@ class RestoreResult:
 
 
 def _options(options: dict[str, Any]) -> RestoreOptions:
-    names = {f.name for f in dataclasses.fields(RestoreOptions)}
-    unknown = sorted(set(options) - names)
-    if unknown:
-        raise InputError(f"unknown restore option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-    opts = dataclasses.replace(DEFAULTS.restore, **options)
-    if opts.diameter is not None and not (math.isfinite(opts.diameter) and opts.diameter > 0):
-        raise InputError(f"diameter must be a positive number or None, got {opts.diameter}")
-    lo, hi = opts.normalize_percentiles
-    if not 0 <= lo < hi <= 100:
-        raise InputError(f"normalize_percentiles must satisfy 0 <= low < high <= 100, got {(lo, hi)}")
-    if opts.tile_size < 0 or opts.batch_size < 1:
-        raise InputError(f"tile_size must be >= 0 and batch_size >= 1, got {opts.tile_size}, {opts.batch_size}")
-    return opts
+    """``DEFAULTS.restore`` with ``options`` (validated by the dataclass)."""
+    return RestoreOptions.derive(None, **options)
 
 
 def _channels(which: Any, names: list[str] | None, n: int) -> list[int]:

@@ -214,35 +214,6 @@ class SegmentResult:
 # --------------------------------------------------------------------------- input handling
 
 
-def _options(options: dict[str, Any]) -> SegmentOptions:
-    names = {f.name for f in dataclasses.fields(SegmentOptions)}
-    unknown = sorted(set(options) - names - {"return_flows"})
-    if unknown:
-        raise InputError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-    opts = dataclasses.replace(DEFAULTS.segment, **{k: v for k, v in options.items() if k in names})
-    try:
-        return _check_options(opts)
-    except TypeError as exc:
-        raise InputError(f"an option has the wrong type ({exc})") from exc
-
-
-def _check_options(opts: SegmentOptions) -> SegmentOptions:
-    if opts.diameter is not None and not (math.isfinite(opts.diameter) and opts.diameter > 0):
-        raise InputError(f"diameter must be a positive number or None, got {opts.diameter}")
-    lo, hi = opts.normalize_percentiles
-    if not 0 <= lo < hi <= 100:
-        raise InputError(f"normalize_percentiles must satisfy 0 <= low < high <= 100, got {(lo, hi)}")
-    if opts.tile_size < 0:
-        raise InputError(f"tile_size must be >= 0 (0: whole image), got {opts.tile_size}")
-    if opts.batch_size < 1:
-        raise InputError(f"batch_size must be >= 1, got {opts.batch_size}")
-    if opts.anisotropy is not None and not opts.anisotropy > 0:
-        raise InputError(f"anisotropy must be positive, got {opts.anisotropy}")
-    if opts.niter is not None and opts.niter < 0:
-        raise InputError(f"niter must be >= 0, got {opts.niter}")
-    return opts
-
-
 def _anisotropy(opts: SegmentOptions, sizes: dict) -> float:
     if opts.anisotropy is not None:
         return float(opts.anisotropy)
@@ -397,7 +368,8 @@ def segment(
     model: SegmentationModel | str | Path | None = None,
     *,
     axes: str | None = None,
-    **options: Any,
+    options: SegmentOptions | None = None,
+    **overrides: Any,
 ) -> SegmentResult:
     """Segment cells or nuclei in an image with a Cellpose-style network.
 
@@ -414,7 +386,9 @@ def segment(
         Axes of an ndarray, letters of ``TCZYX`` (e.g. ``"YX"``, ``"CYX"``,
         ``"YXC"``, ``"ZYX"``, ``"TZCYX"``). Default ``"YX"`` for 2D arrays;
         required otherwise (never guessed).
-    **options
+    options : SegmentOptions, optional
+        The options (default ``DEFAULTS.segment``).
+    **overrides
         Overrides of :class:`~cellseg_bridge.config.SegmentOptions` fields
         (``diameter``, ``channel``, ``tile_size``, ``do_3d``, ...), plus
         ``return_flows`` (bool, default False).
@@ -429,8 +403,8 @@ def segment(
         Unknown option, bad option value, unusable image (see the module
         docstring), missing channel, model that cannot be loaded.
     """
-    return_flows = bool(options.pop("return_flows", False))
-    opts = _options(options)
+    return_flows = bool(overrides.pop("return_flows", False))
+    opts = SegmentOptions.derive(options, **overrides)
     data, names, sizes = as_tczyx(image, axes)
     if model is None:
         model = opts.model

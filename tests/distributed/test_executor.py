@@ -11,14 +11,14 @@ import tifffile
 import torch
 from click.testing import CliRunner
 
+from cellseg_bridge.batch.convert import convert_distributed
 from cellseg_bridge.batch.runner import WorkItem
+from cellseg_bridge.batch.segment_cluster import segment_files_distributed
 from cellseg_bridge.distributed import (
-    convert_distributed,
     dask_client,
     read_manifest,
     read_zarr_labels,
     run_items,
-    segment_files_distributed,
     segment_large,
 )
 from cellseg_bridge.errors import InputError
@@ -170,7 +170,7 @@ def test_cli_segment_chunked_writes_zarr_and_tiled_tiff(tiny_model, tmp_path):
 
 
 def test_large_planes_are_detected_by_size(tmp_path):
-    from cellseg_bridge.distributed import has_large_planes
+    from cellseg_bridge.batch.segment_cluster import has_large_planes
 
     _images(tmp_path / "in", 2, 40)
     assert has_large_planes([tmp_path / "in"], threshold=40 * 40 - 1)
