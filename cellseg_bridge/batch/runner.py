@@ -21,6 +21,7 @@ so an interrupted or failed item leaves no partial output and is redone next tim
 
 from __future__ import annotations
 
+import functools
 import glob
 import itertools
 import logging
@@ -272,13 +273,17 @@ def run_batch(
     redirect = contextlib.nullcontext() if disable else logging_redirect_tqdm()
     with redirect, tqdm(files, desc=description or None, unit="file", disable=disable, file=sys.stderr) as bar:
         for source in bar:
-            items = _guard(report, str(source), lambda source=source: list(plan(source)))
+            items = _guard(report, str(source), functools.partial(_planned, plan, source))
             if items is None:
                 continue
             for item in items:
                 _run_item(report, item, job, overwrite, claimed)
     log.info(report.summary().splitlines()[0])
     return report
+
+
+def _planned(plan: Callable[[Path], Sequence[WorkItem]], source: Path) -> list[WorkItem]:
+    return list(plan(source))
 
 
 def _run_item(

@@ -52,7 +52,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -298,6 +298,13 @@ def check_output_kinds(outputs: Sequence[str], save_seg_npy: bool, save_flows: b
 # --------------------------------------------------------------------------- the job
 
 
+class ModelSource(Protocol):
+    """Anything that gives the loaded model on request (loading it on first use)."""
+
+    def get(self) -> Any:
+        """Return the loaded model."""
+
+
 class _ModelOnce:
     """Load the model on first use, once; a load failure is remembered and reported for every item."""
 
@@ -324,7 +331,7 @@ class _ModelOnce:
 def segment_item(
     item: WorkItem,
     outputs: dict[str, Path],
-    models: _ModelOnce,
+    models: ModelSource,
     segment_fn: Callable[..., Any],
     options: SegmentOptions,
     axes: str | None,

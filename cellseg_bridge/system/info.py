@@ -56,7 +56,7 @@ def environment_info() -> dict:
         JSON-serialisable; keys ``python``, ``packages``, ``device``, ``precision`` (what
         ``precision="auto"`` means there), ``java``, ``imagej_jar``.
     """
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
             versions[name] = importlib.metadata.version(name)
