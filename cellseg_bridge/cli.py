@@ -329,6 +329,32 @@ def models_import(path: Path, name: str | None, overwrite: bool) -> None:
     click.echo(f"imported {path} as {dest.name!r}: {dest}")
 
 
+@models.command("suggest")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--channel", default="0", show_default=True, help="Segmentation channel (index or name).")
+@click.option("--scene", default=0, show_default=True, type=int, help="Scene of each file.")
+@click.option("--axes", default=None, help="Axes of plain TIFFs (e.g. ZYX).")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def models_suggest(inputs: tuple[Path, ...], channel: str, scene: int, axes: str | None, device: str,
+                   as_json: bool) -> None:
+    """Rank the zoo models for each image by the generalist's style (what --model auto picks)."""
+    from cellseg_bridge.segment_batch import suggest_files
+
+    rows = _run(suggest_files, list(inputs), scene=scene, axes=axes, device=device, channel=_scene_arg(channel))
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+    else:
+        for row in rows:
+            if "reason" in row:
+                click.echo(f"{row['input']}: failed: {row['reason']}")
+            else:
+                ranking = ", ".join(f"{name} {score:.2f}" for name, score in row["ranking"])
+                click.echo(f"{row['input']}: {row['model']} (confidence {row['confidence']:.2f}; {ranking})")
+    if any("reason" in row for row in rows):
+        raise SystemExit(1)
+
+
 @models.command("download")
 @click.argument("name")
 @click.option("--url", "base_url", default=None,

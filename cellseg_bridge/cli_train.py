@@ -17,7 +17,9 @@ def _channel(value: str | None) -> int | str | None:
 
 
 @click.command("train")
-@click.argument("folder", type=click.Path(path_type=Path))
+@click.argument("folder", type=click.Path(path_type=Path), required=False)
+@click.option("--data", "data_specs", multiple=True, metavar="PATH[:WEIGHT]",
+              help="A training folder with its sampling weight (repeat for several datasets; default weight 1).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
               help="Output folder: weights.pth, config.json, size_model.npz, curves, checkpoint/.")
 @click.option("--masks", "masks_dir", type=click.Path(path_type=Path), default=None,
@@ -55,11 +57,19 @@ def _channel(value: str | None) -> int | str | None:
               show_default=True, help="auto: bfloat16 mixed precision where the hardware has it, else float32.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint/state.pt.")
 @click.pass_context
-def train(ctx: click.Context, folder: Path, out_dir: Path, masks_dir, mask_suffix, val_folder, nbase, channel,
+def train(ctx: click.Context, folder: Path | None, data_specs: tuple[str, ...], out_dir: Path, masks_dir, mask_suffix, val_folder, nbase, channel,
           nuclear_channel, resume, **options) -> None:
-    """Train or fine-tune a segmentation model on FOLDER (images with masks)."""
+    """Train or fine-tune a segmentation model on FOLDER (images with masks), or on several --data folders."""
+    from cellseg_bridge.training import DataSource, parse_source
     from cellseg_bridge.training import train as train_api
 
+    if folder is None and not data_specs:
+        raise click.UsageError("give a training FOLDER or at least one --data PATH[:WEIGHT]")
+    try:
+        sources = ([DataSource(folder)] if folder is not None else []) + [parse_source(s) for s in data_specs]
+    except CellsegError as exc:
+        raise click.BadParameter(str(exc), param_hint="--data") from None
+    data = sources[0].data if len(sources) == 1 else sources
     try:
         widths = tuple(int(v) for v in nbase.split(","))
     except ValueError:
@@ -67,14 +77,15 @@ def train(ctx: click.Context, folder: Path, out_dir: Path, masks_dir, mask_suffi
     quiet = bool(ctx.find_root().params.get("quiet"))
     try:
         result = train_api(
-            folder, out_dir, val_data=val_folder, masks_dir=masks_dir, resume=resume, progress=not quiet,
+            data, out_dir, val_data=val_folder, masks_dir=masks_dir, resume=resume, progress=not quiet,
             mask_suffix=mask_suffix, nbase=widths, channel=_channel(channel),
             nuclear_channel=_channel(nuclear_channel), **options,
         )
     except CellsegError as exc:
         raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:
-        click.echo(f"interrupted; resume with: cellseg train {folder} --out {out_dir} --resume", err=True)
+        again = " ".join(([str(folder)] if folder is not None else []) + [f"--data {s}" for s in data_specs])
+        click.echo(f"interrupted; resume with: cellseg train {again} --out {out_dir} --resume", err=True)
         raise SystemExit(130) from None
     last = result.curves[-1] if result.curves else {}
     ap = f", validation AP@0.5 {last['ap50']:.3f}" if last.get("ap50") is not None else ""

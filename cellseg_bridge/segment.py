@@ -72,6 +72,7 @@ from cellseg_bridge.nn.checkpoint import load_checkpoint
 from cellseg_bridge.nn.inference import run_network, select_device
 from cellseg_bridge.nn.registry import resolve_model, size_model_path
 from cellseg_bridge.nn.size_model import SizeModel, load_size_model
+from cellseg_bridge.nn.suggest import AUTO, AutoModel, ModelChoice, load_auto_model
 from cellseg_bridge.preprocess import MAX_PLANE_PIXELS, MIN_SIDE, as_tczyx, normalize, select_channels
 
 __all__ = [
@@ -138,21 +139,41 @@ class SegmentationModel:
         return trained
 
 
+    def resolve_nuclear_channel(self, nuclear_channel: int | str | None) -> int | str | None:
+        """``nuclear_channel``, or None for a model that our trainer trained without one.
+
+        Such a network saw only zeros in its second input: its first normalisation
+        layer divides that input by ~0, so a real nuclear channel would wreck its output.
+        """
+        trained = self.config.get("channels")
+        if nuclear_channel is None or not isinstance(trained, dict) or trained.get("nuclear_channel") is not None:
+            return nuclear_channel
+        if "nuclear_channel" not in trained:
+            return nuclear_channel
+        logger.warning("model %s was trained without a nuclear channel: nuclear channel %r ignored",
+                       self.name, nuclear_channel)
+        return None
+
+
 def load_model(
     name_or_path: str | Path | None = None, device: str | torch.device = "auto"
-) -> SegmentationModel:
+) -> SegmentationModel | AutoModel:
     """Load a segmentation model once (for batches): network, config and size model.
 
     Parameters
     ----------
     name_or_path : str or Path, optional
         Registry name (``"nuclei"``, ``"cyto3"``) or checkpoint path; default
-        ``DEFAULTS.segment.model``.
+        ``DEFAULTS.segment.model``. ``"auto"`` gives an
+        :class:`~cellseg_bridge.nn.suggest.AutoModel` (the generalist picks a zoo
+        model per image from its style).
     device : str or torch.device
         ``"auto"`` (CUDA, MPS, CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
     """
     name = DEFAULTS.segment.model if name_or_path is None else name_or_path
     dev = select_device(device)
+    if str(name) == AUTO:
+        return load_auto_model(dev)
     path = resolve_model(name)
     net, config = load_checkpoint(path, dev)
     if int(config.get("nout", 3)) < 3:
@@ -198,6 +219,8 @@ class SegmentResult:
         The options used (defaults + overrides).
     timings : dict
         Seconds spent in ``network`` and ``masks`` (all time points).
+    choice : ModelChoice or None
+        With ``model="auto"``: the zoo model chosen and its confidence.
     """
 
     labels: np.ndarray
@@ -209,6 +232,7 @@ class SegmentResult:
     model: str
     options: SegmentOptions
     timings: dict[str, float] = field(default_factory=dict)
+    choice: ModelChoice | None = None
 
 
 # --------------------------------------------------------------------------- input handling
@@ -407,9 +431,11 @@ def segment(
         A TCZYX DataArray from :func:`~cellseg_bridge.io.reader.open_image`
         (channel names and pixel sizes are used), or an array whose axes are
         given by ``axes``.
-    model : SegmentationModel, str or Path, optional
+    model : SegmentationModel, AutoModel, str or Path, optional
         A model from :func:`load_model` (load once, segment many), a registry
         name or a checkpoint path; default ``DEFAULTS.segment.model``.
+        ``"auto"``: the zoo model suggested by the generalist's style
+        (``result.choice``; :mod:`cellseg_bridge.nn.suggest`).
     axes : str, optional
         Axes of an ndarray, letters of ``TCZYX`` (e.g. ``"YX"``, ``"CYX"``,
         ``"YXC"``, ``"ZYX"``, ``"TZCYX"``). Default ``"YX"`` for 2D arrays;
@@ -429,14 +455,22 @@ def segment(
         Unknown option, bad option value, unusable image (see the module
         docstring), missing channel, model that cannot be loaded.
     """
+    if model is None:
+        model = options.get("model", DEFAULTS.segment.model)
+    if isinstance(model, str) and model == AUTO:
+        model = load_auto_model(options.get("device", DEFAULTS.segment.device))
+    if isinstance(model, AutoModel):
+        choice = model.choose(image, axes=axes, **options)
+        result = segment(image, model.model(choice.model), axes=axes, **options)
+        result.choice = choice
+        return result
     return_flows = bool(options.pop("return_flows", False))
     opts = _options(options)
     data, names, sizes = as_tczyx(image, axes)
-    if model is None:
-        model = opts.model
     if not isinstance(model, SegmentationModel):
         model = load_model(model, opts.device)
-    opts = dataclasses.replace(opts, model=model.name, invert=model.resolve_invert(opts.invert))
+    opts = dataclasses.replace(opts, model=model.name, invert=model.resolve_invert(opts.invert),
+                               nuclear_channel=model.resolve_nuclear_channel(opts.nuclear_channel))
     planes_all = select_channels(data, names, opts, model.nchan)
     del data
     nt, _, nz, ly, lx = planes_all.shape

@@ -115,6 +115,8 @@ class ItemResult:
         Number of labels found (None unless segmented in this run).
     diameter : float or None
         Diameter (pixels) used by the segmentation.
+    model_choice : dict or None
+        With ``--model auto``: ``{"model", "confidence", "ranking"}``.
     reason : str or None
         Why it failed.
     """
@@ -126,6 +128,7 @@ class ItemResult:
     outputs: dict[str, Path] = field(default_factory=dict)
     n_cells: int | None = None
     diameter: float | None = None
+    model_choice: dict | None = None
     reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -297,8 +300,8 @@ def segment_files(
 
     def job(item: WorkItem) -> None:
         record = records[item.name]
-        n_cells, diameter = segment_item(item, record.outputs, models, segment_fn, options, axes)
-        record.n_cells, record.diameter = n_cells, diameter
+        n_cells, diameter, choice = segment_item(item, record.outputs, models, segment_fn, options, axes)
+        record.n_cells, record.diameter, record.model_choice = n_cells, diameter, choice
 
     batch = run_batch(
         inputs,
@@ -436,8 +439,8 @@ def segment_item(
     segment_fn: Callable[..., Any],
     options: dict[str, Any],
     axes: str | None,
-) -> tuple[int, float | None]:
-    """Open, segment and write all outputs of one scene; return (number of cells, diameter).
+) -> tuple[int, float | None, dict | None]:
+    """Open, segment and write all outputs of one scene; return (number of cells, diameter, model choice).
 
     Parameters
     ----------
@@ -458,8 +461,8 @@ def segment_item(
 
     Returns
     -------
-    (int, float or None)
-        Number of labels and the diameter used.
+    (int, float or None, dict or None)
+        Number of labels, the diameter used and (``model="auto"``) the model choice.
     """
     image = open_scene(item.source, item.key, axes)
     image = image.copy(data=np.asarray(image.data))  # read the pixels once (segment and measure use them)
@@ -511,7 +514,8 @@ def segment_item(
     with staged_outputs([outputs[kind] for kind in writers]) as tmps:
         for write, tmp in zip(writers.values(), tmps):
             write(tmp)
-    return _count_labels(labels), diameter
+    choice = getattr(result, "choice", None)
+    return _count_labels(labels), diameter, (choice.to_dict() if choice is not None else None)
 
 
 @contextlib.contextmanager
@@ -630,3 +634,46 @@ def _write_seg_npy(path: Path, source: Path, labels: np.ndarray, result: Any, di
     }
     write_seg_npy(path, labels[0, 0], filename=os.path.abspath(source), diameter=diameter, flows=flows_list,
                   extra=extra)
+
+
+def suggest_files(
+    inputs: Sequence[str | Path], *, scene: int = 0, axes: str | None = None, device: str = "auto",
+    **options: Any,
+) -> list[dict[str, Any]]:
+    """Rank the zoo models for each file (``cellseg models suggest``); failures are reported, not raised.
+
+    Parameters
+    ----------
+    inputs : sequence of paths
+        Image files.
+    scene : int
+        Scene of each file.
+    axes : str, optional
+        Axes of plain TIFFs.
+    device : str
+        Where the generalist runs.
+    **options
+        ``channel``, ``nuclear_channel``, ``invert``, ... as for segmentation.
+
+    Returns
+    -------
+    list of dict
+        Per input: ``{"input", "model", "confidence", "ranking"}`` or ``{"input", "reason"}``.
+
+    Raises
+    ------
+    InputError
+        The generalist, its style index or a zoo model is not installed.
+    """
+    from cellseg_bridge.nn.suggest import load_auto_model
+
+    auto = load_auto_model(device)
+    rows: list[dict[str, Any]] = []
+    for source in inputs:
+        try:
+            image = open_scene(Path(source), scene, axes)
+            rows.append({"input": str(source), **auto.choose(image, **options).to_dict()})
+        except CellsegError as exc:
+            log.error("%s: %s", source, exc)
+            rows.append({"input": str(source), "reason": str(exc)})
+    return rows

@@ -448,8 +448,9 @@ def _segment_task(item: WorkItem, kinds: tuple[str, ...], model: Any, device: st
         segment_fn = restoring_segment_fn(segment, restore, target=restore_target, device=device,
                                           load=_cached_restore_model)
     outputs = dict(zip(kinds, item.outputs))
-    n_cells, diameter = segment_item(item, outputs, _WorkerModel(model, device), segment_fn, dict(options), axes)
-    return {"n_cells": n_cells, "diameter": diameter}
+    n_cells, diameter, choice = segment_item(item, outputs, _WorkerModel(model, device), segment_fn, dict(options),
+                                             axes)
+    return {"n_cells": n_cells, "diameter": diameter, "model_choice": choice}
 
 
 def _segment_large_task(item: WorkItem, model: Any, options: dict, axes: str | None, chunk_size: int | None,
