@@ -477,3 +477,15 @@ def test_ome_zarr_must_be_a_folder(tmp_path):
     with pytest.raises(InputError) as info:
         open_image(tmp_path / "empty.ome.zarr")
     assert str(tmp_path / "empty.ome.zarr") in str(info.value)
+
+
+@pytest.mark.parametrize("rel, wrong", [("nd2/pims_cluster.nd2", ".czi"), ("czi/s_1_t_1_c_1_z_1.czi", ".nd2"),
+                                        ("imagej_tiff/pims_tiff_stack.tif", ".lif"),
+                                        ("lif/testdata_2channel_xz.lif", ".tif"),
+                                        ("czi/s_1_t_1_c_1_z_1.czi", ".png")])
+def test_wrong_extension_gives_input_error(formats, tmp_path, rel, wrong):
+    path = tmp_path / ("renamed" + wrong)
+    path.symlink_to(formats / rel)
+    with pytest.raises(InputError) as info:
+        open_image(path).values
+    assert info.value.path == path and str(path) in str(info.value)
