@@ -28,7 +28,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TypeVar
 
-from cellseg_bridge.errors import InputError
+from cellseg_bridge.errors import DependencyError, InputError
 from cellseg_bridge.io._backends.common import _Image
 
 logger = logging.getLogger(__name__)
@@ -108,18 +108,19 @@ def versions() -> dict[str, dict[str, str | None]]:
 
 
 def _with_fallback(reader: str | None, path: Path, call: Callable[[ModuleType], T]) -> T:
-    """Run ``call(backend)``; on bioio's InputError try aicsimageio when allowed and installed."""
+    """Run ``call(backend)``; on bioio's InputError/DependencyError try aicsimageio when allowed and installed."""
     name, explicit = resolve(reader)
     try:
         return call(backend(name))
-    except InputError as error:
+    except (InputError, DependencyError) as error:
         if explicit or name != "bioio" or not installed("aicsimageio") or not path.exists():
             raise
         try:
             result = call(backend("aicsimageio"))
-        except InputError:
+        except (InputError, DependencyError):
             raise error from None
-        logger.warning("%s: bioio could not read it (%s); read with aicsimageio instead", path, error.reason)
+        reason = getattr(error, "reason", str(error))
+        logger.warning("%s: bioio could not read it (%s); read with aicsimageio instead", path, reason)
         return result
 
 

@@ -20,7 +20,10 @@ OME-Zarr   bioio-ome-zarr (NGFF folders, our ``*_labels.ome.zarr`` included)
 
 TIFF planes larger than 4096 pixels along Y or X are read in tiles through
 tifffile instead (:func:`~cellseg_bridge.io._backends.tiff._tiled_tiff_array`):
-bioio-tifffile and bioio-ome-tiff read a whole plane per chunk.
+bioio-tifffile and bioio-ome-tiff read a whole plane per chunk. So are plain
+TIFFs when tifffile is too old for bioio's TIFF plugins (the aicsimageio extra
+holds it at 2023.2, where they fail); OME-TIFFs then raise DependencyError, and
+the default reader falls back to aicsimageio, which that extra installed.
 """
 
 from __future__ import annotations
@@ -116,6 +119,7 @@ def _open_tiff(path: Path, scene: int | str | None, axes: str | None) -> _Image:
     tiff = _inspect_tiff(path)
     if tiff.is_ome:
         _refuse_axes(axes, "OME-TIFF", path)
+        _require_tiff_plugins()
         image = _open_bioimage(path, "OME-TIFF", scene)
         series = tiff.series[image.scene_index]
         if _is_large_plane(series.shape, series.axes):
@@ -126,7 +130,7 @@ def _open_tiff(path: Path, scene: int | str | None, axes: str | None) -> _Image:
     tiff, scenes, index, dims = _tiff_layout(path, scene, axes)
     series = tiff.series[index]
     sizes = _tiff_pixel_sizes(path, index, tiff.is_imagej)
-    if _is_large_plane(series.shape, dims):
+    if _is_large_plane(series.shape, dims) or not _bioio_tifffile_works():
         return _Image(_tiled_tiff_array(path, index, series, dims), dims, None, sizes, scenes, index, "tifffile-tiles")
     reader_class = _reader_class("TIFF")
     with _third_party_boundary(path, "TIFF"):
@@ -139,6 +143,29 @@ def _open_tiff(path: Path, scene: int | str | None, axes: str | None) -> _Image:
     return _Image(xdata.data, found, None, sizes, scenes, index, PLUGINS["TIFF"])
 
 
+def _bioio_tifffile_works() -> bool:
+    """Whether the installed tifffile has what bioio-tifffile calls (``TiffFile(..., is_mmstack=...)``).
+
+    With the aicsimageio extra, tifffile is held below 2023.3.15 and pip picks
+    bioio-tifffile 1.0, which fails there with "unexpected keyword argument:
+    is_mmstack"; TIFF pixels are then read through tifffile directly.
+    """
+    import tifffile
+
+    return "mmstack" in getattr(tifffile.TIFF, "FILE_FLAGS", ())
+
+
+def _require_tiff_plugins() -> None:
+    """Raise DependencyError when tifffile is too old for bioio-ome-tiff (see :func:`_bioio_tifffile_works`)."""
+    if not _bioio_tifffile_works():
+        import tifffile
+
+        raise DependencyError(
+            f"bioio's TIFF plugins need tifffile >= 2023.3.15; tifffile {tifffile.__version__} is installed "
+            "(the aicsimageio extra holds it back): read OME-TIFFs with reader='aicsimageio'"
+        )
+
+
 def scene_names(path: Path, fmt: str) -> list[str]:
     """Names of the scenes of ``path`` (format ``fmt`` as named by the reader's suffix table)."""
     if fmt == "LIF":
@@ -146,6 +173,7 @@ def scene_names(path: Path, fmt: str) -> list[str]:
     if fmt == "TIFF":
         tiff = _inspect_tiff(path)
         if tiff.is_ome:
+            _require_tiff_plugins()
             return _scenes(_bioimage(path, "OME-TIFF"), path, "OME-TIFF")
         return [f"Image:{i}" for i in range(len(tiff.series))]
     return _scenes(_bioimage(path, fmt), path, fmt)
