@@ -35,6 +35,11 @@ def info(as_json: bool) -> None:
     click.echo(f"python      {data['python']} ({data['platform']})")
     for name, version in data["packages"].items():
         click.echo(f"{name:<15} {version or 'not installed'}")
+    reader = data["reader"]
+    versions = ", ".join(f"{name} {version}" for name, version in reader["versions"].items() if version)
+    click.echo(f"reader      {reader['backend']} ({versions})")
+    if reader["fallback"]:
+        click.echo(f"            fallback {reader['fallback']} ({reader['fallback_version']})")
     click.echo(f"device      {data['device']} (precision auto: network {data['precision']['inference']}, "
                f"training {data['precision']['training']})")
     java = data["java"]
@@ -56,8 +61,43 @@ def _dask_options(func):
                         help="Run on a local Dask cluster of N worker processes (one task per scene).")(func)
 
 
+def _set_reader(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """Make ``--reader`` the backend of every ``open_image`` of this command, in Dask workers it starts too.
+
+    It is passed as ``$CELLSEG_READER`` (worker processes inherit it; workers of a
+    remote ``--scheduler`` need it set in their own environment) and restored
+    when the command ends.
+    """
+    if value is None:
+        return
+    import os
+
+    from cellseg_bridge.io._backends import ENV_VAR
+
+    before = os.environ.get(ENV_VAR)
+    os.environ[ENV_VAR] = value
+
+    def restore() -> None:
+        if before is None:
+            os.environ.pop(ENV_VAR, None)
+        else:
+            os.environ[ENV_VAR] = before
+
+    ctx.call_on_close(restore)
+
+
+def _reader_option(func):
+    """--reader (bioio or aicsimageio), shared by convert and segment."""
+    return click.option("--reader", type=click.Choice(["bioio", "aicsimageio"]), default=DEFAULTS.read.reader,
+                        expose_value=False, callback=_set_reader,
+                        help="Reader backend: bioio (default; falls back to aicsimageio, if installed, for "
+                             "files bioio cannot read) or aicsimageio (pip install "
+                             "'cellseg-bridge[aicsimageio]').")(func)
+
+
 @main.command()
 @_dask_options
+@_reader_option
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output folder (created if needed).")
@@ -151,6 +191,7 @@ _SEG = DEFAULTS.segment
               help="Segment only this scene (name or 0-based index); default: every scene.")
 @click.option("--axes", default=DEFAULTS.read.axes,
               help="Axis order of plain TIFFs whose axes are ambiguous, e.g. ZYX.")
+@_reader_option
 @click.option("--save-seg-npy", is_flag=True, help="Also write <base>_seg.npy for Cellpose's GUI (2D images).")
 @click.option("--save-flows", is_flag=True, help="Also write the network's flows as <base>_flows.ome.tif.")
 @click.option("--no-rois", is_flag=True, help="Do not write <base>_RoiSet.zip.")

@@ -36,6 +36,9 @@ class ReadOptions:
     scene: int | str | None = None
     #: Axis order of a plain TIFF whose axes are ambiguous, e.g. "ZYX"; None: trust metadata.
     axes: str | None = None
+    #: Reader backend: "bioio" or "aicsimageio" (the extra cellseg-bridge[aicsimageio]); None:
+    #: $CELLSEG_READER, else bioio, with aicsimageio (if installed) for files bioio cannot read.
+    reader: str | None = None
 
 
 @dataclass(frozen=True)
