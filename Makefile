@@ -1,8 +1,10 @@
 # Two commands do all set-up on a fresh machine (see README):
 #   make demo   - install, then run the main job on the bundled sample data
 #   make test   - install (incl. Java/ImageJ/Jython/Xvfb), then run the test suite
+# Any Python 3.10-3.13: make demo PYTHON=python3.13
 PYTHON ?= python3
 VENV   ?= .venv
+DEMO_OUT ?= demo_out
 PY      = $(VENV)/bin/python
 # CPU build of torch for machines without a GPU; a GPU user installs their own torch first.
 TORCH_SPEC ?= torch==2.13.0
@@ -22,7 +24,7 @@ system-deps:
 	bash scripts/install_system_deps.sh
 
 demo: install
-	$(VENV)/bin/cellseg segment sample_data/nuclei_00.ome.tif sample_data/nuclei_01.ome.tif sample_data/nuclei_02.ome.tif --out demo_out
+	$(VENV)/bin/cellseg segment sample_data/nuclei_00.ome.tif sample_data/nuclei_01.ome.tif sample_data/nuclei_02.ome.tif --out $(DEMO_OUT)
 
 test: install system-deps
 	$(VENV)/bin/pytest -q

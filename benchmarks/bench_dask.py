@@ -167,7 +167,7 @@ def bench_scaling(shared: Path, n_files: int) -> dict:
     """Many files: 1 worker vs 2 workers (LocalCluster, 1 thread each), full-width net."""
     import tifffile
 
-    from cellseg_bridge.batch.segment_cluster import segment_files_distributed
+    from cellseg_bridge.batch.segment import segment_files
     from cellseg_bridge.distributed import dask_client
 
     img = mosaic(shared, 2048)
@@ -183,9 +183,9 @@ def bench_scaling(shared: Path, n_files: int) -> dict:
             with dask_client(workers=workers, threads_per_worker=1) as client:
                 client.run(_warm, str(_model_path(shared)))  # model loaded, numba compiled: not timed
                 tic = time.perf_counter()
-                report = segment_files_distributed([tmp / "in"], tmp / f"out{workers}", client=client,
-                                                   model=str(_model_path(shared)), diameter=DIAMETER,
-                                                   outputs=("labels",), quiet=True, device="cpu")
+                report = segment_files([tmp / "in"], tmp / f"out{workers}", client=client,
+                                       model=str(_model_path(shared)), diameter=DIAMETER,
+                                       outputs=("labels",), quiet=True, device="cpu")
                 out[f"seconds_{workers}_worker"] = round(time.perf_counter() - tic, 2)
                 assert report.ok, report.failed
     out["speedup"] = round(out["seconds_1_worker"] / out["seconds_2_worker"], 2)

@@ -21,6 +21,8 @@ the segmentation pipeline (and torch) the first time it is looked up.
 from __future__ import annotations
 
 import importlib
+import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from cellseg_bridge.config import DEFAULTS
@@ -93,14 +95,32 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name's module on first access (PEP 562) and cache the name here."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+def lazy_getattr(package: str, table: dict[str, str]) -> Callable[[str], Any]:
+    """A PEP 562 module ``__getattr__`` for ``package``: public name -> its module, imported on first access.
+
+    Used by this package and by sub-packages that re-export names of heavy modules
+    (:mod:`cellseg_bridge.distributed`).
+
+    Parameters
+    ----------
+    package : str
+        The package's ``__name__`` (the name is cached in it once loaded).
+    table : dict of str to str
+        Public name -> module that defines it.
+    """
+
+    def __getattr__(name: str) -> Any:
+        module = table.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        setattr(sys.modules[package], name, value)
+        return value
+
+    return __getattr__
+
+
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 def __dir__() -> list[str]:

@@ -229,6 +229,10 @@ class ReadOptions(Options):
         None, "Only this scene (name or 0-based index); default: every scene (batch) or the first (API).")
     axes: str | None = option(None, "Axis order of plain TIFFs whose axes are ambiguous, e.g. ZYX; default: "
                                     "trust the metadata.")
+    reader: str | None = option(
+        None, "Reader backend: bioio (default; falls back to aicsimageio, if installed, for files bioio cannot "
+              "read) or aicsimageio (pip install 'cellseg-bridge[aicsimageio]'). Default: $CELLSEG_READER, "
+              "else bioio.", choices=("bioio", "aicsimageio"))
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ def test_makefile_demo_commands_run_on_sample_data(tmp_path):
     assert commands, "the demo target runs cellseg"
     runner = CliRunner()
     for command in commands:
-        args = command.replace("demo_out", str(tmp_path / "demo_out")).split()
+        args = command.replace("$(DEMO_OUT)", str(tmp_path / "demo_out")).split()
         args = [str(REPO / a) if a.startswith("sample_data") else a for a in args]
         result = runner.invoke(main, args)
         assert result.exit_code == 0, (command, result.output)

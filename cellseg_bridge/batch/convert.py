@@ -20,7 +20,8 @@ is refused.
 
 Pixel sizes (µm), channel names and the scene name are written to the
 OME-XML. Outputs are written atomically and existing outputs are skipped
-unless ``overwrite``.
+unless ``overwrite``. The scenes are converted in this process or, one task per
+scene, on a Dask cluster (``client``, ``workers``, ``scheduler``).
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from cellseg_bridge.batch.naming import axes_for as _axes_for
-from cellseg_bridge.batch.naming import file_stem, plan_scene_items, sanitise, scene_stem, select_scene
-from cellseg_bridge.batch.runner import BatchReport, WorkItem, run_batch
+from cellseg_bridge.batch.items import WorkItem
+from cellseg_bridge.batch.naming import axes_for, file_stem, plan_scene_items, sanitise, scene_stem, select_scene
+from cellseg_bridge.batch.report import BatchReport
+from cellseg_bridge.batch.runner import run_batch
 from cellseg_bridge.config import DEFAULTS
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,9 @@ def convert(
     compression: str | None = DEFAULTS.convert.compression,
     recursive: bool = DEFAULTS.batch.recursive,
     quiet: bool = False,
+    client: Any = None,
+    workers: int | None = DEFAULTS.distributed.workers,
+    scheduler: str | None = DEFAULTS.distributed.scheduler,
 ) -> BatchReport:
     """Convert microscope files to OME-TIFF, one file per scene, keeping the metadata.
 
@@ -80,44 +85,29 @@ def convert(
         Descend into sub-folders of folder inputs.
     quiet : bool
         No progress bar.
+    client, workers, scheduler
+        Where to run (:func:`~cellseg_bridge.distributed.executor.executor_for`): a
+        Dask client, a LocalCluster of ``workers`` processes, or the workers of
+        a running ``scheduler``, one task per scene, with a manifest
+        (``<out_dir>/cellseg_manifest.jsonl``); none of them: in this process.
 
     Returns
     -------
     BatchReport
-        Outputs written and skipped; ``(input, reason)`` for each failure.
+        Outputs written and skipped; ``(input, reason)`` for each failure; one
+        record per scene (``result``: the shape written).
     """
+    from cellseg_bridge.distributed.executor import executor_for
     from cellseg_bridge.io.reader import SUPPORTED_SUFFIXES
-    from cellseg_bridge.io.writers import write_ome_tiff
 
-    if isinstance(inputs, (str, Path)):
-        inputs = [inputs]
     out_dir = Path(out_dir)
-
-    def plan(source: Path) -> list[WorkItem]:
-        return plan_outputs(source, out_dir, scene=scene)
-
-    def job(item: WorkItem) -> None:
-        image = _open(item.source, item.key, _axes_for(item.source, axes))
-        write_ome_tiff(
-            image,
-            item.outputs[0],
-            physical_pixel_sizes=image.attrs.get("physical_pixel_sizes"),
-            channel_names=image.attrs.get("channel_names"),
-            compression=compression,
-            name=image.attrs.get("scene"),
-        )
-
-    return run_batch(
-        inputs,
-        plan,
-        job,
-        overwrite=overwrite,
-        recursive=recursive,
-        suffixes=tuple(SUPPORTED_SUFFIXES),
-        exclude=[out_dir],
-        quiet=quiet,
-        description="convert",
-    )
+    task = functools.partial(_convert_task, axes=axes, compression=compression)
+    with executor_for(client, workers, scheduler) as executor:
+        manifest = None if executor.in_process else out_dir / DEFAULTS.distributed.manifest_name
+        return run_batch(inputs, functools.partial(plan_outputs, out_dir=out_dir, scene=scene), task,
+                         overwrite=overwrite, recursive=recursive, suffixes=tuple(SUPPORTED_SUFFIXES),
+                         exclude=[out_dir], quiet=quiet, description="convert", executor=executor,
+                         manifest=manifest)
 
 
 def plan_outputs(source: Path, out_dir: Path, *, scene: int | str | None = None) -> list[WorkItem]:
@@ -143,7 +133,7 @@ def plan_outputs(source: Path, out_dir: Path, *, scene: int | str | None = None)
         The file cannot be read, the scene does not exist, or an output would
         replace the input.
     """
-    return plan_scene_items(source, out_dir, (OUTPUT_SUFFIX,), scene=scene)
+    return plan_scene_items(source, out_dir, (OUTPUT_SUFFIX,), scene=scene, kinds=("ome_tiff",))
 
 
 def output_name(stem: str, index: int, scene_name: str, n_scenes: int) -> str:
@@ -151,15 +141,8 @@ def output_name(stem: str, index: int, scene_name: str, n_scenes: int) -> str:
     return scene_stem(stem, index, scene_name, n_scenes) + OUTPUT_SUFFIX
 
 
-def _open(source: Path, scene_index: int, axes: str | None):
-    from cellseg_bridge.io.reader import open_image
-
-    return open_image(source, scene=scene_index, axes=axes)
-
-
 def _convert_task(item: WorkItem, axes: str | None, compression: str | None) -> dict:
-    """Write one scene as OME-TIFF (the job of :func:`cellseg_bridge.batch.convert.convert`)."""
-    from cellseg_bridge.batch.naming import axes_for
+    """Write one scene as OME-TIFF (the task of :func:`convert`; picklable, for clusters)."""
     from cellseg_bridge.io.reader import open_image
     from cellseg_bridge.io.writers import write_ome_tiff
 
@@ -168,36 +151,3 @@ def _convert_task(item: WorkItem, axes: str | None, compression: str | None) -> 
                    channel_names=image.attrs.get("channel_names"), compression=compression,
                    name=image.attrs.get("scene"))
     return {"shape": [int(n) for n in image.shape]}
-
-def convert_distributed(
-    inputs: Iterable[str | Path] | str | Path,
-    out_dir: str | Path,
-    *,
-    client: Any = None,
-    workers: int | None = None,
-    scheduler: str | None = None,
-    overwrite: bool = DEFAULTS.convert.overwrite,
-    scene: int | str | None = DEFAULTS.read.scene,
-    axes: str | None = DEFAULTS.read.axes,
-    compression: str | None = DEFAULTS.convert.compression,
-    recursive: bool = DEFAULTS.batch.recursive,
-    quiet: bool = False,
-) -> Any:
-    """:func:`convert` with one task per scene on a Dask cluster.
-
-    ``client``, or ``workers`` (LocalCluster) or ``scheduler`` (address); none
-    of them: in this process. Other parameters as ``convert``; a manifest is
-    written to ``out_dir``.
-    """
-    from cellseg_bridge.distributed.executor import DistributedReport, plan_inputs, run_items, with_cluster, with_problems
-
-    out_dir = Path(out_dir)
-    items, problems = plan_inputs(inputs, lambda s: plan_outputs(s, out_dir, scene=scene), out_dir=out_dir,
-                                  recursive=recursive)
-    task = functools.partial(_convert_task, axes=axes, compression=compression)
-
-    def run(c: Any) -> DistributedReport:
-        return run_items(items, task, client=c, manifest=out_dir / DEFAULTS.distributed.manifest_name,
-                         overwrite=overwrite, quiet=quiet, description="convert")
-
-    return with_problems(with_cluster(run, client, workers, scheduler), problems)

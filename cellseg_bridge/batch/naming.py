@@ -26,7 +26,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from cellseg_bridge.batch.runner import WorkItem
+from cellseg_bridge.batch.items import WorkItem
 from cellseg_bridge.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,7 @@ def plan_scene_items(
     suffixes: Sequence[str],
     *,
     scene: int | str | None = None,
+    kinds: Sequence[str] = (),
 ) -> list[WorkItem]:
     """Return one work item per scene of ``source``, with outputs ``out_dir / (base + suffix)``.
 
@@ -109,6 +110,8 @@ def plan_scene_items(
         One output per suffix, in this order (e.g. ``(".ome.tif",)``).
     scene : int or str, optional
         Only this scene (index or name); default every scene.
+    kinds : sequence of str
+        The kind of each output (the keys of the report's ``outputs``).
 
     Returns
     -------
@@ -124,7 +127,7 @@ def plan_scene_items(
     """
     from cellseg_bridge.io.reader import list_scenes
 
-    return scene_items(source, list_scenes(source), out_dir, suffixes, scene=scene)
+    return scene_items(source, list_scenes(source), out_dir, suffixes, scene=scene, kinds=kinds)
 
 
 def scene_items(
@@ -134,6 +137,7 @@ def scene_items(
     suffixes: Sequence[str],
     *,
     scene: int | str | None = None,
+    kinds: Sequence[str] = (),
 ) -> list[WorkItem]:
     """:func:`plan_scene_items` for a file whose scene names are known already."""
     scenes = [str(s) for s in scenes]
@@ -149,7 +153,8 @@ def scene_items(
             if out.resolve() == source.resolve():
                 raise InputError(f"output {out} would replace the input; choose another --out folder", source)
         label = str(source) if len(scenes) == 1 else f"{source} [scene {index} {scenes[index]!r}]"
-        items.append(WorkItem(source=source, outputs=outputs, key=index, label=label))
+        items.append(WorkItem(source=source, outputs=outputs, key=index, label=label, kinds=tuple(kinds),
+                              scene_name=scenes[index]))
     return items
 
 

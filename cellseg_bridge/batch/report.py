@@ -1,128 +1,232 @@
-"""The record of one batch item and the report of a batch (what ``--json`` prints).
+"""The one record of a batch item and the one report of a batch (what ``--json`` prints), and the manifest.
 
-:class:`ItemResult` is one input scene: its outputs, status and what the job
-returned; :class:`SegmentReport` is a :class:`~cellseg_bridge.batch.runner.BatchReport`
-with one record per scene, for ``segment`` and ``restore``.
+Every batch (``convert``, ``segment``, ``restore``; in this process or on a Dask
+cluster) reports with :class:`BatchReport`, one :class:`ItemRecord` per input
+scene, so the JSON has one shape::
+
+    {"ok": bool, "model": str, "counts": {"done", "skipped", "failed"},
+     "failed": [{"input", "reason"}], "manifest": str | null, "seconds": float,
+     "items": [{"item", "input", "scene", "scene_name", "status", "reason",
+                "outputs": {kind: absolute path}, "n_cells", "diameter", "model_choice",
+                "seconds", "worker", "result": {...}}]}
+
+``n_cells``, ``diameter`` and ``model_choice`` are the segmentation's facts
+(None for other jobs and for items not run); ``result`` holds whatever else the
+job returned (e.g. ``chunks`` for a plane segmented in chunks).
+
+The **manifest** (a JSON-lines file, written by cluster runs) gets the record of
+every finished item as it finishes; :func:`read_manifest` gives the last state of
+each item.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cellseg_bridge.batch.runner import BatchReport
+__all__ = ["SUMMARY_KEYS", "BatchReport", "ItemRecord", "append_manifest", "read_manifest"]
 
-__all__ = ["ItemResult", "SegmentReport", "item_statuses"]
+#: The facts of a segmentation that every item of the JSON report carries at its top level.
+SUMMARY_KEYS = ("n_cells", "diameter", "model_choice")
+_STATUSES = ("done", "skipped", "failed")
 
 
 @dataclass
-class ItemResult:
-    """What happened to one input scene (one row of ``--json``'s ``items``).
+class ItemRecord:
+    """What happened to one work item (one row of ``--json``'s ``items``).
 
     Attributes
     ----------
     input : str
         The input file (as given/expanded).
-    scene : int or None
-        0-based scene index; None when the file could not be opened.
+    scene : object
+        The item's key: the 0-based scene index for the batch commands; None
+        for an input that could not be opened.
     scene_name : str or None
         The scene's name.
+    item : str
+        The item's name in logs and in the manifest (the input, with the scene
+        for multi-scene files).
     status : str
         ``"done"``, ``"skipped"`` (outputs existed) or ``"failed"``.
-    outputs : dict of str to Path
-        Output kind (``labels``, ``rois``, ``csv``, ``overlay``, ``seg_npy``,
-        ``flows``) -> file. Empty for a file that could not be opened.
-    n_cells : int or None
-        Number of labels found (None unless segmented in this run).
-    diameter : float or None
-        Diameter (pixels) used by the segmentation.
     reason : str or None
         Why it failed.
+    outputs : dict of str to Path
+        Output kind (``labels``, ``rois``, ``restored``, ...) -> file; empty for
+        an input that could not be opened.
+    seconds : float or None
+        Time in the job.
+    worker : str or None
+        ``host:pid`` of the process that ran the job.
+    result : dict
+        What the job returned (``n_cells``, ``diameter``, ``model_choice`` for
+        segmentation; ``chunks``, ... for planes segmented in chunks).
     """
 
     input: str
-    scene: int | None = None
+    scene: Any = None
     scene_name: str | None = None
+    item: str = ""
     status: str = "failed"
-    outputs: dict[str, Path] = field(default_factory=dict)
-    n_cells: int | None = None
-    diameter: float | None = None
     reason: str | None = None
+    outputs: dict[str, Path] = field(default_factory=dict)
+    seconds: float | None = None
+    worker: str | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> Any:
+        """The work item's key (the scene index)."""
+        return self.scene
+
+    @property
+    def source(self) -> str:
+        """The input file."""
+        return self.input
+
+    @property
+    def n_cells(self) -> int | None:
+        """Number of labels found (segmentation; None unless segmented in this run)."""
+        return self.result.get("n_cells")
+
+    @property
+    def diameter(self) -> float | None:
+        """Diameter (pixels) used by the segmentation or restoration."""
+        return self.result.get("diameter")
+
+    @property
+    def model_choice(self) -> dict | None:
+        """With ``--model auto``: ``{"model", "confidence", "ranking"}``."""
+        return self.result.get("model_choice")
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict, output paths absolute."""
-        data = dataclasses.asdict(self)
-        data["outputs"] = {kind: os.path.abspath(path) for kind, path in self.outputs.items()}
+        """JSON-ready dict (the shape in the module docstring), output paths absolute."""
+        data: dict[str, Any] = {
+            "item": self.item or self.input,
+            "input": self.input,
+            "scene": self.scene,
+            "scene_name": self.scene_name,
+            "status": self.status,
+            "reason": self.reason,
+            "outputs": {kind: os.path.abspath(path) for kind, path in self.outputs.items()},
+        }
+        data.update({key: self.result.get(key) for key in SUMMARY_KEYS})
+        data.update(seconds=self.seconds, worker=self.worker,
+                    result={k: v for k, v in self.result.items() if k not in SUMMARY_KEYS})
         return data
 
 
 @dataclass
-class SegmentReport(BatchReport):
-    """A :class:`~cellseg_bridge.batch.BatchReport` with one :class:`ItemResult` per input scene."""
+class BatchReport:
+    """What a batch did: one :class:`ItemRecord` per item, and the outputs written and skipped.
 
-    items: list[ItemResult] = field(default_factory=list)
+    Attributes
+    ----------
+    done : list of Path
+        Outputs written.
+    skipped : list of Path
+        Outputs that existed already and were left alone.
+    failed : list of (str, str)
+        ``(input, reason)`` for every input or item that failed.
+    items : list of ItemRecord
+        One per item, and one per input that failed before its items were known.
+    model : str
+        The model used (segmentation, restoration), for the JSON report.
+    manifest : Path or None
+        The manifest written, if any.
+    seconds : float
+        Wall time of the run.
+    """
+
+    done: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    items: list[ItemRecord] = field(default_factory=list)
     model: str = ""
+    manifest: Path | None = None
+    seconds: float = 0.0
 
-    def summary(self, verb: str = "segmented") -> str:
-        """One line of counts of scenes (not files), then one line per failure."""
-        counts = {status: sum(1 for item in self.items if item.status == status) for status in ("done", "skipped")}
+    @property
+    def ok(self) -> bool:
+        """True when nothing failed."""
+        return not self.failed
+
+    def counts(self) -> dict[str, int]:
+        """Number of items done, skipped and failed."""
+        return {status: sum(1 for item in self.items if item.status == status) for status in _STATUSES}
+
+    def add(self, record: ItemRecord) -> None:
+        """Record one item: its outputs go to ``done``/``skipped``, a failure to ``failed``."""
+        self.items.append(record)
+        paths = list(record.outputs.values())
+        if record.status == "done":
+            self.done.extend(paths)
+        elif record.status == "skipped":
+            self.skipped.extend(paths)
+        else:
+            self.failed.append((record.item or record.input, record.reason or "unknown failure"))
+
+    def summary(self, verb: str = "written") -> str:
+        """One line of counts of items (scenes), then one line per failure.
+
+        Parameters
+        ----------
+        verb : str
+            What happened to the items done ("written", "converted", "segmented", ...).
+        """
+        counts = self.counts()
         lines = [f"{counts['done']} {verb}, {counts['skipped']} skipped (already done), {len(self.failed)} failed"]
         lines += [f"FAILED {path}: {reason}" for path, reason in self.failed]
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        """Machine-readable result (what ``cellseg segment --json`` prints).
+        """Machine-readable result (what ``--json`` prints; the shape in the module docstring).
 
-        ``{"ok", "model", "items": [ItemResult...], "failed": [{"input", "reason"}],
-        "counts": {"done", "skipped", "failed"}}`` where counts are items
-        (scenes), and ``failed`` also lists inputs that could not be opened
-        or did not exist.
+        ``counts`` are items (scenes); ``failed`` also lists inputs that could not
+        be opened or did not exist.
         """
-        statuses = ("done", "skipped", "failed")
-        counts = {status: sum(1 for item in self.items if item.status == status) for status in statuses}
         return {
             "ok": self.ok,
             "model": self.model,
             "items": [item.to_dict() for item in self.items],
             "failed": [{"input": source, "reason": reason} for source, reason in self.failed],
-            "counts": counts,
+            "counts": self.counts(),
+            "manifest": str(self.manifest) if self.manifest else None,
+            "seconds": self.seconds,
         }
 
 
-def item_statuses(records: dict[str, ItemResult], batch: BatchReport) -> list[ItemResult]:
-    """Set each record's status from the batch report; add records for inputs that failed before planning.
+def append_manifest(manifest: Path, record: ItemRecord) -> None:
+    """Append one item's record (and the time) to the JSON-lines manifest, flushed to disk."""
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    line = record.to_dict() | {"time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    with open(manifest, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(line, default=str) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_manifest(path: str | Path) -> dict[str, dict]:
+    """Last record of each item in a manifest, by item name (a torn last line is ignored).
 
     Parameters
     ----------
-    records : dict of str to ItemResult
-        One record per planned item, by item name (updated in place).
-    batch : BatchReport
-        What :func:`~cellseg_bridge.batch.run_batch` did.
-
-    Returns
-    -------
-    list of ItemResult
-        The records, then one per input that failed before it could be planned.
+    path : str or Path
+        The manifest (missing: no records).
     """
-    failed = dict(batch.failed)
-    skipped = {Path(p) for p in batch.skipped}
-    done = {Path(p) for p in batch.done}
-    items: list[ItemResult] = []
-    for name, record in records.items():
-        paths = list(record.outputs.values())
-        if name in failed:
-            record.status, record.reason = "failed", failed[name]
-        elif paths and all(p in skipped for p in paths):
-            record.status = "skipped"
-        elif paths and all(p in done for p in paths):
-            record.status = "done"
-        else:  # pragma: no cover - run_batch reports every item one way or another
-            record.status, record.reason = "failed", "not run"
-        items.append(record)
-    for source, reason in batch.failed:
-        if source not in records:
-            items.append(ItemResult(input=source, status="failed", reason=reason))
-    return items
+    records: dict[str, dict] = {}
+    path = Path(path)
+    if not path.exists():
+        return records
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and "item" in rec:
+            records[rec["item"]] = rec
+    return records

@@ -9,8 +9,8 @@
 
 Batch semantics are those of ``cellseg segment`` (:mod:`cellseg_bridge.batch.runner`):
 outputs staged and moved into place together, existing outputs skipped unless
-``overwrite``, a failing file reported while the others go on. The report is a
-:class:`~cellseg_bridge.batch.report.SegmentReport`, so ``--json`` prints the
+``overwrite``, a failing file reported while the others go on. The report is the
+:class:`~cellseg_bridge.batch.report.BatchReport` of every batch, so ``--json`` prints the
 same shape as ``cellseg segment --json`` with ``outputs: {"restored", "metadata"}``.
 """
 
@@ -22,9 +22,10 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from cellseg_bridge.batch.naming import open_scene, scene_items
-from cellseg_bridge.batch.report import ItemResult, SegmentReport, item_statuses
-from cellseg_bridge.batch.runner import WorkItem, run_batch
+from cellseg_bridge.batch.items import WorkItem
+from cellseg_bridge.batch.naming import open_scene, plan_scene_items
+from cellseg_bridge.batch.report import BatchReport
+from cellseg_bridge.batch.runner import run_batch
 from cellseg_bridge.config import DEFAULTS, RESTORE_KINDS, RestoreOptions
 from cellseg_bridge.errors import CellsegError, InputError
 from cellseg_bridge.io.atomic import staged_outputs
@@ -83,7 +84,7 @@ def restore_files(
     recursive: bool = DEFAULTS.batch.recursive,
     quiet: bool = False,
     **overrides: Any,
-) -> SegmentReport:
+) -> BatchReport:
     """Restore every scene of every input; write ``<base>_restored.ome.tif`` and ``<base>_restored.json``.
 
     Parameters
@@ -105,8 +106,9 @@ def restore_files(
 
     Returns
     -------
-    SegmentReport
-        One item per scene with ``outputs`` ``{"restored", "metadata"}``; failures never raise.
+    BatchReport
+        One record per scene with ``outputs`` ``{"restored", "metadata"}`` and the
+        ``diameter`` used; failures never raise.
 
     Raises
     ------
@@ -115,29 +117,19 @@ def restore_files(
     """
     from cellseg_bridge.io.reader import SUPPORTED_SUFFIXES
 
-    if isinstance(inputs, (str, Path)):
-        inputs = [inputs]
     out_dir = Path(out_dir)
     opts = RestoreOptions.derive(options, **overrides)
     specs, kinds = _specs(opts.types if types is None else types, opts.model if model is None else model,
                           opts.target)
     models = _Models(specs, opts.device)
     suffix = opts.suffix
-    records: dict[str, ItemResult] = {}
     names = [s.name if isinstance(s, RestorationModel) else str(s) for s in specs]
-    report = SegmentReport(model="+".join(names))
 
     def plan(source: Path) -> list[WorkItem]:
-        from cellseg_bridge.io.reader import list_scenes
+        return plan_scene_items(source, out_dir, [suffix, METADATA_SUFFIX], scene=scene,
+                                kinds=("restored", "metadata"))
 
-        scenes = [str(s) for s in list_scenes(source)]
-        items = scene_items(source, scenes, out_dir, [suffix, METADATA_SUFFIX], scene=scene)
-        for item in items:
-            records[item.name] = ItemResult(input=str(source), scene=item.key, scene_name=scenes[item.key],
-                                            outputs=dict(zip(("restored", "metadata"), item.outputs)))
-        return items
-
-    def job(item: WorkItem) -> None:
+    def job(item: WorkItem) -> dict:
         from cellseg_bridge.io.writers import write_ome_tiff
 
         image = open_scene(item.source, item.key, axes)
@@ -159,19 +151,16 @@ def restore_files(
             "physical_pixel_sizes": result.physical_pixel_sizes,
             "intensity_scale": _SCALE_NOTE,
         }
-        record = records[item.name]
         with staged_outputs(list(item.outputs)) as (tmp_img, tmp_meta):
             write_ome_tiff(result.image, tmp_img, physical_pixel_sizes=result.physical_pixel_sizes,
                            channel_names=result.channel_names, dims="TCZYX",
                            name=f"restored ({'+'.join(names)})")
             tmp_meta.write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
-        record.diameter = result.diameter
+        return {"diameter": result.diameter}
 
-    batch = run_batch(inputs, plan, job, overwrite=overwrite, recursive=recursive,
-                      suffixes=tuple(SUPPORTED_SUFFIXES), exclude=[out_dir], quiet=quiet, description="restore")
-    report.done, report.skipped, report.failed = batch.done, batch.skipped, batch.failed
-    report.items = item_statuses(records, batch)
-    return report
+    return run_batch(inputs, plan, job, overwrite=overwrite, recursive=recursive,
+                     suffixes=tuple(SUPPORTED_SUFFIXES), exclude=[out_dir], quiet=quiet, description="restore",
+                     report=BatchReport(model="+".join(names)))
 
 
 def restoring_segment_fn(

@@ -47,30 +47,29 @@ be read or segmented is reported with the reason and the batch goes on.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import logging
-import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import numpy as np
-
-from cellseg_bridge.batch.naming import open_scene, scene_is_2d, scene_items
-from cellseg_bridge.batch.report import ItemResult, SegmentReport, item_statuses
-from cellseg_bridge.batch.runner import WorkItem, run_batch
+from cellseg_bridge.batch.items import WorkItem
+from cellseg_bridge.batch.naming import open_scene, scene_items, select_scene
+from cellseg_bridge.batch.report import BatchReport
+from cellseg_bridge.batch.runner import expand_inputs, plan_inputs, run_items
+from cellseg_bridge.batch.segment_job import ModelOnce, segment_item, segment_large_task, segment_task
 from cellseg_bridge.config import DEFAULTS, SegmentOptions
 from cellseg_bridge.errors import CellsegError, InputError
-from cellseg_bridge.io.atomic import staged_outputs
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "OUTPUT_KINDS",
     "DEFAULT_OUTPUTS",
+    "LARGE_SUFFIXES",
+    "OUTPUT_KINDS",
     "OUTPUT_SUFFIXES",
-    "ItemResult",
-    "SegmentReport",
+    "has_large_planes",
     "segment_files",
 ]
 
@@ -88,13 +87,12 @@ OUTPUT_KINDS = ("labels", "rois", "csv", "overlay")
 #: What ``cellseg segment`` writes unless told otherwise.
 DEFAULT_OUTPUTS = OUTPUT_KINDS
 
+#: Outputs of a plane segmented in chunks (no ROIs, table or overlay: a whole slide holds
+#: hundreds of thousands of cells).
+LARGE_SUFFIXES = {"labels_zarr": "_labels.ome.zarr", "labels": "_labels.ome.tif"}
+
 #: The segmentation pipeline, looked up when a batch starts (so that a stand-in module can take its place).
 PIPELINE_MODULE = "cellseg_bridge.segmentation.pipeline"
-
-
-def segment_kwargs(options: SegmentOptions) -> dict[str, Any]:
-    """The keyword arguments of ``segment(image, model, **kwargs)`` for ``options``: every field but model, device."""
-    return {name: value for name, value in options.as_dict().items() if name not in ("model", "device")}
 
 
 def batch_options(options: SegmentOptions | None, model: Any, overrides: dict[str, Any]) -> tuple[SegmentOptions, Any]:
@@ -133,8 +131,15 @@ def segment_files(
     load_model_fn: Callable[..., Any] | None = None,
     restore: str | Sequence[str] | None = None,
     restore_target: str = DEFAULTS.restore.target,
+    client: Any = None,
+    workers: int | None = DEFAULTS.distributed.workers,
+    scheduler: str | None = DEFAULTS.distributed.scheduler,
+    chunked: bool = False,
+    chunk_size: int | None = DEFAULTS.distributed.chunk_size,
+    overlap: int | None = None,
+    chunked_threshold_pixels: int = DEFAULTS.distributed.chunked_threshold_pixels,
     **segment_options: Any,
-) -> SegmentReport:
+) -> BatchReport:
     """Segment every scene of every input and write labels, ROIs, a table and an overlay.
 
     Parameters
@@ -151,7 +156,7 @@ def segment_files(
     model : str, Path or model object, optional
         Default ``options.model``. Model name or checkpoint path, loaded once with
         :func:`cellseg_bridge.segmentation.pipeline.load_model` (on ``device``) when the
-        first item needs it; or an already loaded model.
+        first item needs it (on a cluster: once per worker process); or an already loaded model.
     overwrite : bool
         Redo items whose outputs all exist (default: skip them, i.e. resume).
     scene : int or str, optional
@@ -171,14 +176,29 @@ def segment_files(
     segment_fn, load_model_fn : callable, optional
         Stand-ins for :func:`cellseg_bridge.segmentation.pipeline.segment` and
         :func:`~cellseg_bridge.segmentation.pipeline.load_model` (tests, custom pipelines),
-        with the same signatures.
+        with the same signatures; in this process only.
     restore : str or sequence of str, optional
         Restore the segmented (and nuclear) channel first: restoration types
         (``"denoise"``, ...; model ``<type>_<restore_target>``) or model
         names/paths, in order (:func:`cellseg_bridge.batch.restore.restoring_segment_fn`).
         Labels are of the restored image; the table and overlay use the original pixels.
+        Not for planes segmented in chunks: ``chunked=True`` is refused, and a
+        plane above the threshold is reported failed.
     restore_target : str
         Model family of ``restore`` types.
+    client, workers, scheduler
+        Where to run (:func:`~cellseg_bridge.distributed.executor.executor_for`): a Dask
+        client, a LocalCluster of ``workers`` processes, or the workers of a running
+        ``scheduler``, one task per scene, with a manifest (``<out_dir>/cellseg_manifest.jsonl``);
+        none of them: in this process.
+    chunked : bool
+        Segment every plane in chunks (:func:`~cellseg_bridge.distributed.chunked.segment_large`,
+        outputs :data:`LARGE_SUFFIXES`); otherwise only planes of more than
+        ``chunked_threshold_pixels`` pixels.
+    chunk_size, overlap : int, optional
+        Chunk core side and overlap (defaults: ``DEFAULTS.distributed``).
+    chunked_threshold_pixels : int
+        Planes above this many pixels are segmented in chunks.
     **segment_options
         Options of :class:`~cellseg_bridge.config.SegmentOptions` (``diameter``,
         ``channel``, ``nuclear_channel``, ``cellprob_threshold``,
@@ -187,78 +207,128 @@ def segment_files(
 
     Returns
     -------
-    SegmentReport
+    BatchReport
         Outputs written and skipped, failures ``(input, reason)``, and one
-        :class:`ItemResult` per scene (:meth:`SegmentReport.to_dict` for JSON).
-        Failures never raise.
+        record per scene (``n_cells``, ``diameter``, ``model_choice``; chunk counts
+        for planes segmented in chunks). Failures never raise.
 
     Raises
     ------
     InputError
-        Unknown output kinds or segmentation options, or nothing to write.
+        Unknown output kinds or segmentation options, nothing to write, or
+        ``restore`` with ``chunked``.
     """
+    from cellseg_bridge.distributed.executor import executor_for
     from cellseg_bridge.io.reader import SUPPORTED_SUFFIXES
 
-    if isinstance(inputs, (str, Path)):
-        inputs = [inputs]
     out_dir = Path(out_dir)
     opts, model = batch_options(options, model, segment_options)
     kinds = check_output_kinds(outputs, save_seg_npy, save_flows)
-    device = opts.device
+    if restore and chunked:
+        raise InputError("restoration before segmentation is not available for chunked segmentation yet "
+                         "(restore first with `cellseg restore`, then segment the restored files)")
+    plan = functools.partial(_plan, out_dir=out_dir, kinds=tuple(kinds), scene=scene, axes=axes,
+                             chunked=chunked, threshold=chunked_threshold_pixels, restore=bool(restore))
+    items, problems = plan_inputs(inputs, plan, recursive=recursive, suffixes=tuple(SUPPORTED_SUFFIXES),
+                                  exclude=[out_dir])
+    report = BatchReport(model=str(model) if isinstance(model, (str, Path)) else type(model).__name__)
+    with executor_for(client, workers, scheduler) as executor:
+        if executor.in_process:
+            task = _local_task(model, opts, axes, segment_fn, load_model_fn, restore, restore_target)
+            manifest = None
+        elif segment_fn is not None or load_model_fn is not None:
+            raise InputError("segment_fn and load_model_fn stand-ins run in this process only (no Dask client, "
+                             "workers or scheduler)")
+        else:
+            task = functools.partial(segment_task, model=model, options=opts, axes=axes, restore=restore,
+                                     restore_target=restore_target)
+            manifest = out_dir / DEFAULTS.distributed.manifest_name
+        large = functools.partial(segment_large_task, model=model, options=opts, axes=axes, chunk_size=chunk_size,
+                                  overlap=overlap, client=getattr(executor, "client", None))
+        return run_items(items, task, executor=executor, manifest=manifest, overwrite=overwrite, quiet=quiet,
+                         description="segment", local=_is_large, local_task=large, problems=problems,
+                         report=report)
+
+
+def _local_task(model: Any, options: SegmentOptions, axes: str | None, segment_fn: Callable[..., Any] | None,
+                load_model_fn: Callable[..., Any] | None, restore: str | Sequence[str] | None,
+                restore_target: str) -> Callable[[WorkItem], dict]:
+    """The job of a batch in this process: the model loaded once (on first use), ``segment_fn`` or the pipeline."""
     if segment_fn is None or load_model_fn is None:
-        segment_module = importlib.import_module(PIPELINE_MODULE)
-        segment_fn = segment_fn or segment_module.segment
-        load_model_fn = load_model_fn or segment_module.load_model
+        pipeline = importlib.import_module(PIPELINE_MODULE)
+        segment_fn = segment_fn or pipeline.segment
+        load_model_fn = load_model_fn or pipeline.load_model
     if restore:
         from cellseg_bridge.batch.restore import restoring_segment_fn
 
-        segment_fn = restoring_segment_fn(segment_fn, restore, target=restore_target, device=device)
-    models = _ModelOnce(model, device, load_model_fn)
-    records: dict[str, ItemResult] = {}
-    report = SegmentReport(model=str(model) if isinstance(model, (str, Path)) else type(model).__name__)
+        segment_fn = restoring_segment_fn(segment_fn, restore, target=restore_target, device=options.device)
+    models = ModelOnce(model, options.device, load_model_fn)
 
-    def plan(source: Path) -> list[WorkItem]:
-        from cellseg_bridge.io.reader import list_scenes
+    def job(item: WorkItem) -> dict:
+        n_cells, diameter, choice = segment_item(item, item.output_map(), models, segment_fn, options, axes)
+        return {"n_cells": n_cells, "diameter": diameter, "model_choice": choice}
 
-        scenes = [str(s) for s in list_scenes(source)]
-        items = scene_items(source, scenes, out_dir, [OUTPUT_SUFFIXES[k] for k in kinds], scene=scene)
-        planned = []
-        for item in items:
-            item_kinds = list(kinds)
-            if "seg_npy" in kinds and not scene_is_2d(item.source, item.key, axes):
-                log.info("%s: not a single 2D plane; no _seg.npy (Cellpose's GUI format is 2D here)", item.name)
-                item_kinds.remove("seg_npy")
-                item = dataclasses.replace(
-                    item, outputs=tuple(o for k, o in zip(kinds, item.outputs) if k != "seg_npy")
-                )
-            records[item.name] = ItemResult(
-                input=str(source),
-                scene=item.key,
-                scene_name=scenes[item.key],
-                outputs=dict(zip(item_kinds, item.outputs)),
-            )
-            planned.append(item)
-        return planned
+    return job
 
-    def job(item: WorkItem) -> None:
-        record = records[item.name]
-        n_cells, diameter = segment_item(item, record.outputs, models, segment_fn, opts, axes)
-        record.n_cells, record.diameter = n_cells, diameter
 
-    batch = run_batch(
-        inputs,
-        plan,
-        job,
-        overwrite=overwrite,
-        recursive=recursive,
-        suffixes=tuple(SUPPORTED_SUFFIXES),
-        exclude=[out_dir],
-        quiet=quiet,
-        description="segment",
-    )
-    report.done, report.skipped, report.failed = batch.done, batch.skipped, batch.failed
-    report.items = item_statuses(records, batch)
-    return report
+def _is_large(item: WorkItem) -> bool:
+    """Items segmented in chunks: their chunks go to the cluster themselves, so the item runs here."""
+    return item.kinds == tuple(LARGE_SUFFIXES)
+
+
+def _plan(source: Path, *, out_dir: Path, kinds: tuple[str, ...], scene: int | str | None, axes: str | None,
+          chunked: bool, threshold: int, restore: bool) -> list[WorkItem]:
+    """The items of one input: one per scene, its outputs by kind (large planes: :data:`LARGE_SUFFIXES`)."""
+    from cellseg_bridge.io.reader import list_scenes
+
+    scenes = [str(s) for s in list_scenes(source)]
+    planned = []
+    for item in scene_items(source, scenes, out_dir, [OUTPUT_SUFFIXES[k] for k in kinds], scene=scene, kinds=kinds):
+        sizes = open_scene(item.source, item.key, axes).sizes  # lazily: metadata only
+        if chunked or sizes["Y"] * sizes["X"] > threshold:
+            if restore:
+                raise InputError(f"scene {item.key}: a {sizes['Y']}x{sizes['X']} plane is segmented in chunks, "
+                                 "which cannot restore yet (restore it first with `cellseg restore`)")
+            base = item.outputs[0].name[: -len(OUTPUT_SUFFIXES[kinds[0]])]
+            item = dataclasses.replace(item, kinds=tuple(LARGE_SUFFIXES),
+                                       outputs=tuple(out_dir / (base + s) for s in LARGE_SUFFIXES.values()))
+        elif "seg_npy" in kinds and (sizes["T"] > 1 or sizes["Z"] > 1):
+            log.info("%s: not a single 2D plane; no _seg.npy (Cellpose's GUI format is 2D here)", item.name)
+            keep = [k != "seg_npy" for k in kinds]
+            item = dataclasses.replace(item, kinds=tuple(k for k, on in zip(kinds, keep) if on),
+                                       outputs=tuple(o for o, on in zip(item.outputs, keep) if on))
+        planned.append(item)
+    return planned
+
+
+def has_large_planes(
+    inputs: Iterable[str | Path] | str | Path,
+    *,
+    scene: int | str | None = None,
+    axes: str | None = None,
+    recursive: bool = DEFAULTS.batch.recursive,
+    threshold: int = DEFAULTS.distributed.chunked_threshold_pixels,
+) -> bool:
+    """Whether any scene of the inputs has planes of more than ``threshold`` pixels (files opened lazily).
+
+    Unreadable inputs count as small (a batch reports them).
+    """
+    from cellseg_bridge.io.reader import SUPPORTED_SUFFIXES, list_scenes
+
+    if isinstance(inputs, (str, Path)):
+        inputs = [inputs]
+    files, _ = expand_inputs(inputs, recursive=recursive, suffixes=tuple(SUPPORTED_SUFFIXES))
+    for source in files:
+        try:
+            scenes = [str(s) for s in list_scenes(source)]
+            indices = range(len(scenes)) if scene is None else [select_scene(scenes, scene, source)]
+            for index in indices:
+                sizes = open_scene(source, index, axes).sizes
+                if sizes["Y"] * sizes["X"] > threshold:
+                    return True
+        except (CellsegError, OSError, ValueError, KeyError):
+            continue  # the batch reports what is wrong with this input
+    return False
 
 
 # --------------------------------------------------------------------------- planning
@@ -293,214 +363,3 @@ def check_output_kinds(outputs: Sequence[str], save_seg_npy: bool, save_flows: b
     if not kinds:
         raise InputError("nothing to write: every output is switched off")
     return kinds
-
-
-# --------------------------------------------------------------------------- the job
-
-
-class ModelSource(Protocol):
-    """Anything that gives the loaded model on request (loading it on first use)."""
-
-    def get(self) -> Any:
-        """Return the loaded model."""
-
-
-class _ModelOnce:
-    """Load the model on first use, once; a load failure is remembered and reported for every item."""
-
-    def __init__(self, model: Any, device: str, load: Callable[..., Any]) -> None:
-        self._spec, self._device, self._load = model, device, load
-        self._model: Any = None if isinstance(model, (str, Path)) else model
-        self._error: str | None = None
-
-    def get(self) -> Any:
-        if self._model is None:
-            if self._error is None:
-                try:
-                    self._model = self._load(self._spec, device=self._device)
-                    log.info("model %s loaded (device %s)", self._spec, self._device)
-                except CellsegError as exc:
-                    self._error = getattr(exc, "reason", None) or str(exc)
-                except (OSError, RuntimeError, ValueError, KeyError) as exc:
-                    self._error = f"{type(exc).__name__}: {exc}"
-            if self._model is None:
-                raise InputError(f"cannot load model {str(self._spec)!r}: {self._error}")
-        return self._model
-
-
-def segment_item(
-    item: WorkItem,
-    outputs: dict[str, Path],
-    models: ModelSource,
-    segment_fn: Callable[..., Any],
-    options: SegmentOptions,
-    axes: str | None,
-) -> tuple[int, float | None]:
-    """Open, segment and write all outputs of one scene; return (number of cells, diameter).
-
-    Parameters
-    ----------
-    item : WorkItem
-        The scene (``source``, scene index ``key``).
-    outputs : dict of str to Path
-        Output path per kind; all are written through :func:`staged_outputs`.
-    models : object with a ``get()`` method
-        Gives the loaded model (loaded on first use by :func:`segment_files`).
-    segment_fn : callable
-        ``segment_fn(image, model, return_flows=..., **options)``, as
-        :func:`cellseg_bridge.segmentation.pipeline.segment`.
-    options : SegmentOptions
-        Segmentation options (``channel`` and ``nuclear_channel`` are resolved
-        to indices of the image's channels here).
-    axes : str, optional
-        Axes of plain TIFFs.
-
-    Returns
-    -------
-    (int, float or None)
-        Number of labels and the diameter used.
-    """
-    image = open_scene(item.source, item.key, axes)
-    image = image.copy(data=np.asarray(image.data))  # read the pixels once (segment and measure use them)
-    n_t, n_c, n_z, n_y, n_x = (image.sizes[a] for a in "TCZYX")
-    names = [str(n) for n in image.attrs.get("channel_names") or [f"ch{i}" for i in range(n_c)]]
-    kwargs = segment_kwargs(options)
-    channel = kwargs["channel"] = _channel_index(names, options.channel, item.source)
-    if options.nuclear_channel is not None:
-        kwargs["nuclear_channel"] = _channel_index(names, options.nuclear_channel, item.source)
-    model = models.get()
-    want_flows = "flows" in outputs or "seg_npy" in outputs
-    result = segment_fn(image, model, return_flows=want_flows, **kwargs)
-    labels = np.asarray(result.labels)
-    if labels.shape != (n_t, n_z, n_y, n_x):
-        raise InputError(f"segmentation returned labels of shape {labels.shape}, expected (T, Z, Y, X) = "
-                         f"{(n_t, n_z, n_y, n_x)}", item.source)
-    sizes = dict(image.attrs.get("physical_pixel_sizes") or {})
-    diameter = getattr(result, "diameter", None)
-    diameter = None if diameter is None else float(diameter)
-    per_plane = n_z > 1 and not options.do_3d and not options.stitch_threshold
-    pixels = image.data  # numpy (T, C, Z, Y, X)
-
-    writers: dict[str, Callable[[Path], Any]] = {}
-    if "labels" in outputs:
-        from cellseg_bridge.io.writers import write_labels
-
-        writers["labels"] = lambda path: write_labels(labels, path, physical_pixel_sizes=sizes, dims="TZYX")
-    if "rois" in outputs:
-        writers["rois"] = lambda path: _write_rois(labels, n_c, path)
-    if "csv" in outputs:
-        from cellseg_bridge.io.tables import measure_cells, write_csv
-
-        def write_table(path: Path) -> None:
-            table = measure_cells(labels, np.moveaxis(pixels, 1, 0), axes="TZYX", channel_names=names,
-                                  pixel_sizes=sizes, per_plane=per_plane)
-            write_csv(table, path)
-
-        writers["csv"] = write_table
-    if "overlay" in outputs:
-        from cellseg_bridge.io.overlay import outline_overlay, write_png
-
-        z = n_z // 2
-        writers["overlay"] = lambda path: write_png(outline_overlay(pixels[0, channel, z], labels[0, z]), path)
-    if "seg_npy" in outputs:
-        writers["seg_npy"] = lambda path: _write_seg_npy(path, item.source, labels, result, diameter, options)
-    if "flows" in outputs:
-        writers["flows"] = lambda path: _write_flows(path, result, labels.shape, sizes)
-
-    with staged_outputs([outputs[kind] for kind in writers]) as tmps:
-        for write, tmp in zip(writers.values(), tmps):
-            write(tmp)
-    return _count_labels(labels), diameter
-
-
-def _channel_index(names: Sequence[str], channel: int | str | None, source: Path) -> int:
-    """Index of the segmented channel (a name, an index, or a string of digits)."""
-    if channel is None:
-        return 0
-    if isinstance(channel, str) and channel in names:
-        return list(names).index(channel)
-    try:
-        index = int(channel)
-    except (TypeError, ValueError):
-        raise InputError(f"no channel named {channel!r} (channels: {', '.join(names)})", source) from None
-    if not 0 <= index < len(names):
-        raise InputError(f"channel {index} out of range (image has {len(names)} channels)", source)
-    return index
-
-
-def _count_labels(labels: np.ndarray) -> int:
-    """Number of distinct non-zero labels."""
-    if labels.size == 0:
-        return 0
-    high = int(labels.max())
-    if high == 0:
-        return 0
-    if high <= 4 * labels.size:
-        return int(np.count_nonzero(np.bincount(labels.reshape(-1).astype(np.intp), minlength=high + 1)[1:]))
-    return int(np.unique(labels).size - (labels.min() == 0))
-
-
-def _write_rois(labels: np.ndarray, n_channels: int, path: Path) -> None:
-    """ImageJ ROIs of (T, Z, Y, X) labels with the positions described in the module docstring."""
-    from cellseg_bridge.io.roi_export import labels_to_rois, write_roi_zip
-
-    n_t, n_z = labels.shape[:2]
-    stack = "".join(a for a, n in zip("TZ", (n_t, n_z)) if n > 1)
-    data = labels.reshape(tuple(n for n in (n_t, n_z) if n > 1) + labels.shape[2:])
-    position = None
-    if n_channels > 1 and len(stack) == 1:
-        # a hyperstack with channels: hyperstack positions with channel 0 = all channels
-        position = {("Z" if stack == "T" else "T"): 0}
-    write_roi_zip(labels_to_rois(data, axes=stack + "YX", position=position), path)
-
-
-def _spatial_resample(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Resample the trailing axes of ``array`` to ``shape`` (linear), if they differ."""
-    if array.shape[-len(shape):] == tuple(shape):
-        return array
-    from scipy.ndimage import zoom
-
-    factors = (1.0,) * (array.ndim - len(shape)) + tuple(n / m for n, m in zip(shape, array.shape[-len(shape):]))
-    out = zoom(array, factors, order=1, grid_mode=True, mode="nearest")
-    return out[tuple(slice(0, n) for n in array.shape[: array.ndim - len(shape)] + tuple(shape))]
-
-
-def _network_outputs(result: Any, labels_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Flows (T, 2|3, Z, Y, X) and cell probability (T, Z, Y, X) at the labels' size."""
-    flows = getattr(result, "flows", None)
-    cellprob = getattr(result, "cellprob", None)
-    if flows is None or cellprob is None:
-        raise InputError("the segmentation returned no flows (return_flows was not honoured)")
-    flows = np.asarray(flows, dtype=np.float32)
-    cellprob = np.asarray(cellprob, dtype=np.float32)
-    if flows.ndim != 5 or flows.shape[1] not in (2, 3) or cellprob.ndim != 4:
-        raise InputError(f"unexpected flows {flows.shape} / cellprob {cellprob.shape}; "
-                         "expected (T, 2|3, Z, Y, X) / (T, Z, Y, X)")
-    spatial = labels_shape[1:]
-    return _spatial_resample(flows, spatial), _spatial_resample(cellprob, spatial)
-
-
-def _write_flows(path: Path, result: Any, labels_shape: tuple[int, ...], sizes: dict) -> None:
-    from cellseg_bridge.io.writers import write_ome_tiff
-
-    flows, cellprob = _network_outputs(result, labels_shape)
-    names = (["dZ"] if flows.shape[1] == 3 else []) + ["dY", "dX", "cellprob"]
-    data = np.concatenate([flows, cellprob[:, None]], axis=1)
-    write_ome_tiff(data, path, physical_pixel_sizes=sizes, channel_names=names, dims="TCZYX", name="flows")
-
-
-def _write_seg_npy(path: Path, source: Path, labels: np.ndarray, result: Any, diameter: float | None,
-                   options: SegmentOptions) -> None:
-    from cellseg_bridge.io.seg_npy import gui_flows, write_seg_npy
-
-    flows_list: list = []
-    if getattr(result, "flows", None) is not None and getattr(result, "cellprob", None) is not None:
-        flows, cellprob = _network_outputs(result, labels.shape)
-        flows_list = gui_flows(flows[0][-2:, 0], cellprob[0, 0])
-    extra = {
-        "model_path": str(getattr(result, "model", "") or ""),
-        "flow_threshold": float(options.flow_threshold),
-        "cellprob_threshold": float(options.cellprob_threshold),
-    }
-    write_seg_npy(path, labels[0, 0], filename=os.path.abspath(source), diameter=diameter, flows=flows_list,
-                  extra=extra)

@@ -44,6 +44,11 @@ def info(as_json: bool) -> None:
     click.echo(f"python      {data['python']} ({data['platform']})")
     for name, version in data["packages"].items():
         click.echo(f"{name:<15} {version or 'not installed'}")
+    reader = data["reader"]
+    versions = ", ".join(f"{name} {version}" for name, version in reader["versions"].items() if version)
+    click.echo(f"reader      {reader['backend']} ({versions})")
+    if reader["fallback"]:
+        click.echo(f"            fallback {reader['fallback']} ({reader['fallback_version']})")
     click.echo(f"device      {data['device']} (precision auto: network {data['precision']['inference']}, "
                f"training {data['precision']['training']})")
     java = data["java"]

@@ -1,4 +1,4 @@
-"""``cellseg models``: list, inspect, import and download models (:mod:`cellseg_bridge.nn.registry`)."""
+"""``cellseg models``: list, inspect, import, download and suggest models (:mod:`cellseg_bridge.nn.registry`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from cellseg_bridge.cli.common import is_quiet, run_api
+from cellseg_bridge.cli.common import help_of, is_quiet, run_api, scene_arg
+from cellseg_bridge.config import ReadOptions, SegmentOptions
 
 
 @click.group()
@@ -66,6 +67,32 @@ def models_import(path: Path, name: str | None, overwrite: bool) -> None:
 
     dest = run_api(import_model, path, name, overwrite=overwrite)
     click.echo(f"imported {path} as {dest.name!r}: {dest}")
+
+
+@models.command("suggest")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--channel", default="0", show_default=True, help=help_of(SegmentOptions, "channel"))
+@click.option("--scene", default=0, show_default=True, type=int, help="Scene of each file.")
+@click.option("--axes", default=None, help=help_of(ReadOptions, "axes"))
+@click.option("--device", default="auto", show_default=True, help=help_of(SegmentOptions, "device"))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def models_suggest(inputs: tuple[Path, ...], channel: str, scene: int, axes: str | None, device: str,
+                   as_json: bool) -> None:
+    """Rank the zoo models for each image by the generalist's style (what --model auto picks)."""
+    from cellseg_bridge.batch.suggest import suggest_files
+
+    rows = run_api(suggest_files, list(inputs), scene=scene, axes=axes, device=device, channel=scene_arg(channel))
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+    else:
+        for row in rows:
+            if "reason" in row:
+                click.echo(f"{row['input']}: failed: {row['reason']}")
+            else:
+                ranking = ", ".join(f"{name} {score:.2f}" for name, score in row["ranking"])
+                click.echo(f"{row['input']}: {row['model']} (confidence {row['confidence']:.2f}; {ranking})")
+    if any("reason" in row for row in rows):
+        raise SystemExit(1)
 
 
 @models.command("download")

@@ -136,10 +136,11 @@ def downsample(img: np.ndarray, factor: float) -> np.ndarray:
     a = _image(img)
     if not factor >= 1:
         raise ValueError(f"downsampling factor must be >= 1, got {factor}")
-    small = tuple(max(1, int(round(n / factor))) for n in a.shape)
-    if small == a.shape:
+    shape = (int(a.shape[-2]), int(a.shape[-1]))
+    small = (max(1, int(round(shape[0] / factor))), max(1, int(round(shape[1] / factor))))
+    if small == shape:
         return a.copy()
-    return transforms.resize(transforms.resize(a, small), a.shape).astype(np.float32)
+    return transforms.resize(transforms.resize(a, small), shape).astype(np.float32)
 
 
 def stripe_noise(

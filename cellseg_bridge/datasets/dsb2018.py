@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cellseg_bridge.datasets.common import Sample, dataset_root
 from cellseg_bridge.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -101,3 +102,25 @@ def load_samples(root: str | Path, image_ids: Sequence[str]) -> list[tuple[np.nd
     samples = [load_sample(root, i) for i in image_ids]
     logger.info("loaded %d dsb2018 image(s) in %.1f s", len(samples), time.perf_counter() - tic)
     return samples
+
+
+NAME = "dsb2018"
+
+
+def samples(root: str | Path | None = None, split: str | None = None, kind: str | None = None) -> list[Sample]:
+    """The dataset's samples as :class:`~cellseg_bridge.datasets.common.Sample` (modality = ``kind``).
+
+    Parameters
+    ----------
+    root : str or Path, optional
+        The dsb2018 folder (default ``<shared>/data/dsb2018``).
+    split : {"train", "test"}, optional
+    kind : {"fluo", "color", "bf_gray"}, optional
+    """
+    base = dataset_root(NAME, root)
+    out = []
+    for row in read_split(base):
+        if split in (None, row.split) and kind in (None, row.kind):
+            image, labels = load_sample(base, row.image_id)
+            out.append(Sample(NAME, row.image_id, row.split, row.kind, image, labels))
+    return out

@@ -208,11 +208,19 @@ class _ZarrTarget:
 
         final.parent.mkdir(parents=True, exist_ok=True)
         self.stage = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent))
-        group = zarr.open_group(str(self.stage), mode="w")
         chunks = (min(_STORE_CHUNK, shape[0]), min(_STORE_CHUNK, shape[1]))
         compressor = numcodecs.Blosc(cname="zstd", clevel=3, shuffle=numcodecs.Blosc.BITSHUFFLE)
-        self.array = group.create_dataset("0", shape=shape, chunks=chunks, dtype=np.uint32,
-                                          compressor=compressor, fill_value=0)
+        # OME-NGFF 0.4 is zarr format 2 with "/" between chunk indices; zarr 3 writes
+        # format 3 unless told, zarr 2 names the options differently.
+        if int(zarr.__version__.split(".")[0]) >= 3:
+            group = zarr.open_group(str(self.stage), mode="w", zarr_format=2)
+            self.array = group.create_array("0", shape=shape, chunks=chunks, dtype=np.uint32,
+                                            compressors=compressor, fill_value=0,
+                                            chunk_key_encoding={"name": "v2", "separator": "/"})
+        else:
+            group = zarr.open_group(str(self.stage), mode="w")
+            self.array = group.create_dataset("0", shape=shape, chunks=chunks, dtype=np.uint32,
+                                              compressor=compressor, fill_value=0, dimension_separator="/")
         scale = [float(pixel_sizes.get(a) or 1.0) for a in "YX"]
         unit = {"unit": "micrometer"} if all(pixel_sizes.get(a) for a in "YX") else {}
         group.attrs["multiscales"] = [{

@@ -45,10 +45,12 @@ def cached_model(spec: Any, device: str = "auto", kind: str = "segment") -> Any:
         if model is None:
             if kind == "segment":
                 from cellseg_bridge.segmentation.pipeline import load_model
-            else:
-                from cellseg_bridge.restoration.api import load_restore_model as load_model
 
-            model = load_model(spec, device)
+                model = load_model(spec, device)
+            else:
+                from cellseg_bridge.restoration.api import load_restore_model
+
+                model = load_restore_model(spec, device)
             _CACHE[key] = model
             _LOADS.append(str(spec))
             log.info("model %s loaded in this process (device %s)", spec, device)

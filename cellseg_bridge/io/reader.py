@@ -15,36 +15,38 @@ these ``attrs``:
 ``source``
     the file path as a string.
 ``reader``
-    which code path read the pixels (e.g. ``"CziReader"``, ``"tifffile"``,
-    ``"readlif-planes"``), for bug reports.
+    which code path read the pixels (e.g. ``"bioio-czi"``, ``"bioio-tifffile"``,
+    ``"readlif-planes"``, or an aicsimageio reader class such as ``"CziReader"``),
+    for bug reports.
 
-Routes, chosen by file extension (never by trying readers in turn):
+Backends (``reader=``, ``--reader``; private package
+:mod:`cellseg_bridge.io._backends`): ``"bioio"`` (default; bioio and its plugins
+bioio-czi, -nd2, -lif, -ome-tiff, -tifffile, -imageio, -ome-zarr) and
+``"aicsimageio"`` (aicsimageio 4.14, the optional extra
+``cellseg-bridge[aicsimageio]``). Without ``reader``, ``$CELLSEG_READER`` names
+it, else bioio is used and aicsimageio, if installed, is tried for a file bioio
+cannot read. Both return the same DataArray and attrs (except ``reader``) for
+the same file. Within a backend the reader is chosen by file type, never by
+trying readers in turn; what each backend still works around is documented in
+its module (CZI colour samples, TIFF tiles, LIF xz scans and wavelength sweeps).
 
-- CZI, ND2, OME-TIFF, PNG/JPEG and ordinary LIF images: aicsimageio 4.14
-  (``AICSImage(path, reader=...)``, then ``xarray_dask_data``). CZIs are opened
-  with ``chunk_dims`` naming libCZI's sample axis ``A``: with the default, the
-  lazily read colour samples of an RGB CZI all hold sample 0 (aicsimageio 4.14).
-- TIFF pixels (plain, ImageJ and OME): tifffile's zarr interface, one chunk per
-  plane. aicsimageio 4.14 reads TIFF pages through a tifffile 2023.2 code path
-  that calls ``ndarray.newbyteorder``, which numpy 2 removed, so every
-  big-endian TIFF (ImageJ writes big-endian) fails when computed. Metadata of
-  OME-TIFFs still comes from aicsimageio's OME reader.
-- LIF images aicsimageio cannot read (xz scans: "Atypical imaging experiment")
-  or reads only partly (wavelength sweeps, of which it returns the first
-  wavelength): per-plane reads at the byte offsets given by the LIF's own XML
-  (readlif opens the file and locates the pixel block). An xz scan becomes a
-  2-D image with the scanned depth as Y and Z = 1 (its Y pixel size is the
-  depth step); xz planes stepped along y form an ordinary Z, Y, X volume. Each
-  step of a wavelength sweep is a channel named ``<LUT name>_em<nm>nm``
-  (emission) or ``_ex<nm>nm`` (excitation), e.g. ``Green_em550nm``.
+LIF images neither backend reads whole (xz scans, wavelength sweeps) are read
+plane by plane at the byte offsets given by the LIF's own XML. An xz scan
+becomes a 2-D image with the scanned depth as Y and Z = 1 (its Y pixel size is
+the depth step); xz planes stepped along y form an ordinary Z, Y, X volume. Each
+step of a wavelength sweep is a channel named ``<LUT name>_em<nm>nm``
+(emission) or ``_ex<nm>nm`` (excitation), e.g. ``Green_em550nm``.
 
-Rules applied to every route:
+OME-Zarr (NGFF) folders, such as the ``<base>_labels.ome.zarr`` written by
+``cellseg segment --chunked``, open lazily like files (resolution level 0).
+
+Rules applied to every backend:
 
 - Colour samples (axis ``S`` of RGB images) become channels: channel ``c`` with
   ``n`` samples turns into ``n`` channels in the order c0s0, c0s1, ...,
   c1s0, .... Their names are ``"<name>_R"``, ``"<name>_G"``, ``"<name>_B"``
   (``_A`` for alpha; ``_S<i>`` for other sample counts), except that a file with
-  a single unnamed channel (aicsimageio's placeholder ``Channel:0:0``) gets
+  a single unnamed channel (the placeholder ``Channel:0:0``) gets
   ``"Red"``, ``"Green"``, ``"Blue"`` (``"Alpha"``). CZI colour pixels are
   stored as B, G, R (libCZI's ``Bgr24``/``Bgr48``); they are reordered to R, G, B.
 - ``Z`` pixel size is ``None`` when the image has a single Z plane: there is no
@@ -84,10 +86,8 @@ from typing import Any
 import xarray as xr
 
 from cellseg_bridge.errors import InputError
-from cellseg_bridge.io.aics_route import _aics_image, _aics_scenes, _open_aics
-from cellseg_bridge.io.lif_route import _open_lif, _open_readlif
-from cellseg_bridge.io.route_common import _AXIS_LETTERS, _Image, _refuse_axes
-from cellseg_bridge.io.tiff_route import _inspect_tiff, _open_tiff
+from cellseg_bridge.io import _backends
+from cellseg_bridge.io._backends.common import _AXIS_LETTERS, _Image, _refuse_axes
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,11 @@ SUPPORTED_SUFFIXES: dict[str, str] = {
     ".png": "PNG",
     ".jpg": "JPEG",
     ".jpeg": "JPEG",
+    ".zarr": "OME-Zarr",
 }
+
+#: The reader backends ``open_image(reader=...)`` accepts (``"bioio"`` is the default).
+READERS: tuple[str, ...] = _backends.BACKENDS
 
 _PLACEHOLDER_CHANNEL = re.compile(r"^Channel:\d+:\d+$")
 _RGBA_SUFFIXES = ("R", "G", "B", "A")
@@ -114,13 +118,15 @@ _RGBA_NAMES = ("Red", "Green", "Blue", "Alpha")
 # ----------------------------------------------------------------------------- public API
 
 
-def list_scenes(path: str | Path) -> list[str]:
+def list_scenes(path: str | Path, reader: str | None = None) -> list[str]:
     """Return the names of all scenes (series, positions) in an image file.
 
     Parameters
     ----------
     path : str or Path
-        Image file (CZI, ND2, LIF, TIFF/OME-TIFF, PNG, JPEG).
+        Image file (CZI, ND2, LIF, TIFF/OME-TIFF, PNG, JPEG) or OME-Zarr folder.
+    reader : {"bioio", "aicsimageio"}, optional
+        Backend; default ``$CELLSEG_READER``, else bioio (see the module docstring).
 
     Returns
     -------
@@ -133,23 +139,18 @@ def list_scenes(path: str | Path) -> list[str]:
         The file is missing, not a supported format, or cannot be parsed.
     """
     path, fmt = _check_path(path)
-    if fmt == "LIF":
-        return [str(image["name"]) for image in _open_readlif(path).image_list]
-    if fmt == "TIFF":
-        tiff = _inspect_tiff(path)
-        if tiff.is_ome:
-            return _aics_scenes(_aics_image(path, fmt, ome=True), path, "OME-TIFF")
-        return [f"Image:{i}" for i in range(len(tiff.series))]
-    return _aics_scenes(_aics_image(path, fmt), path, fmt)
+    return _backends.scene_names(path, fmt, reader)
 
 
-def open_image(path: str | Path, scene: int | str | None = None, axes: str | None = None) -> xr.DataArray:
+def open_image(
+    path: str | Path, scene: int | str | None = None, axes: str | None = None, reader: str | None = None
+) -> xr.DataArray:
     """Open one scene of an image file as a lazy TCZYX DataArray.
 
     Parameters
     ----------
     path : str or Path
-        Image file (CZI, ND2, LIF, TIFF/OME-TIFF, PNG, JPEG).
+        Image file (CZI, ND2, LIF, TIFF/OME-TIFF, PNG, JPEG) or OME-Zarr folder.
     scene : int or str, optional
         Scene index (0-based) or scene name; default the first scene.
     axes : str, optional
@@ -157,6 +158,9 @@ def open_image(path: str | Path, scene: int | str | None = None, axes: str | Non
         ``"ZYX"``, ``"TYX"``, ``"CYX"``, ``"YXS"``, ``"TCZYX"`` (letters from
         ``TCZYXS``, one per dimension of the stored array). Default: the file's
         metadata, with unknown axes guessed and the guess logged.
+    reader : {"bioio", "aicsimageio"}, optional
+        Backend; default ``$CELLSEG_READER``, else bioio with aicsimageio (if
+        installed) as the fallback for files bioio cannot read.
 
     Returns
     -------
@@ -170,20 +174,16 @@ def open_image(path: str | Path, scene: int | str | None = None, axes: str | Non
     ------
     InputError
         Missing file, folder, unsupported extension, corrupt or truncated file,
-        unknown scene, or an ``axes`` string that does not fit the file.
+        unknown scene, an ``axes`` string that does not fit the file, or an
+        unknown ``reader``.
     DependencyError
-        The vendor reader package for this format is not installed.
+        The reader package for this format (or backend) is not installed.
     """
     path, fmt = _check_path(path)
     axes = _validate_axes(axes, path)
-    if fmt == "TIFF":
-        image = _open_tiff(path, scene, axes)
-    elif fmt == "LIF":
+    if fmt != "TIFF":
         _refuse_axes(axes, fmt, path)
-        image = _open_lif(path, scene)
-    else:
-        _refuse_axes(axes, fmt, path)
-        image = _open_aics(path, fmt, scene)
+    image = _backends.open_scene(path, fmt, scene, axes, reader)
     return _to_dataarray(image, path)
 
 
@@ -195,9 +195,13 @@ def _check_path(path: str | Path) -> tuple[Path, str]:
     path = Path(path)
     if not path.exists():
         raise InputError("file not found", path)
+    fmt = SUPPORTED_SUFFIXES.get(path.suffix.lower())
+    if fmt == "OME-Zarr":
+        if not path.is_dir():
+            raise InputError("an OME-Zarr image is a folder, not a file", path)
+        return path, fmt
     if path.is_dir():
         raise InputError("is a folder, not an image file", path)
-    fmt = SUPPORTED_SUFFIXES.get(path.suffix.lower())
     if fmt is None:
         supported = ", ".join(sorted(SUPPORTED_SUFFIXES))
         raise InputError(f"unsupported file type {path.suffix!r} (supported: {supported})", path)

@@ -128,10 +128,11 @@ def measure_cells(
     order = ["label"] + (["t"] if n_t > 1 else []) + (["z"] if n_z > 1 and not three_d else []) + [size_key]
     for key in order:
         table[key] = np.concatenate([p[key] for p in parts]).astype(np.int64)
-    if three_d and None not in (sizes["Z"], sizes["Y"], sizes["X"]):
-        table["volume_um3"] = table["volume"] * (sizes["Z"] * sizes["Y"] * sizes["X"])
-    if not three_d and None not in (sizes["Y"], sizes["X"]):
-        table["area_um2"] = table["area"] * (sizes["Y"] * sizes["X"])
+    size_z, size_y, size_x = sizes["Z"], sizes["Y"], sizes["X"]
+    if three_d and size_z is not None and size_y is not None and size_x is not None:
+        table["volume_um3"] = table["volume"] * (size_z * size_y * size_x)
+    if not three_d and size_y is not None and size_x is not None:
+        table["area_um2"] = table["area"] * (size_y * size_x)
     for key in (["centroid_z"] if three_d else []) + ["centroid_y", "centroid_x"]:
         table[key] = np.concatenate([p[key] for p in parts])
     for c, name in enumerate(names):

@@ -52,6 +52,7 @@ from cellseg_bridge.core.degrade import RESTORE_KINDS
 from cellseg_bridge.errors import InputError
 from cellseg_bridge.nn.checkpoint import load_checkpoint
 from cellseg_bridge.nn.inference import run_network, select_device
+from cellseg_bridge.nn.net import CellposeUNet
 from cellseg_bridge.nn.registry import resolve_model
 
 __all__ = [
@@ -82,7 +83,7 @@ class RestorationModel:
     device : torch.device
     """
 
-    net: torch.nn.Module
+    net: CellposeUNet
     config: dict
     name: str
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))

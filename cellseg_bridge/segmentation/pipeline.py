@@ -68,11 +68,10 @@ from cellseg_bridge.core import transforms
 from cellseg_bridge.core.dynamics import compute_masks, fill_holes_and_remove_small_masks
 from cellseg_bridge.core.stitch import stitch_planes
 from cellseg_bridge.errors import InputError
-from cellseg_bridge.nn.checkpoint import load_checkpoint
 from cellseg_bridge.nn.inference import run_network, select_device
-from cellseg_bridge.nn.registry import resolve_model, size_model_path
-from cellseg_bridge.nn.size_model import SizeModel, load_size_model
+from cellseg_bridge.segmentation.model import SegmentationModel, load_network_model
 from cellseg_bridge.segmentation.preprocess import MAX_PLANE_PIXELS, MIN_SIDE, as_tczyx, normalize, select_channels
+from cellseg_bridge.segmentation.suggest import AUTO, AutoModel, ModelChoice, load_auto_model
 
 __all__ = [
     "SegmentResult",
@@ -89,82 +88,25 @@ logger = logging.getLogger(__name__)
 # --------------------------------------------------------------------------- model
 
 
-@dataclass
-class SegmentationModel:
-    """A loaded segmentation network with what the pipeline needs beside it.
-
-    Attributes
-    ----------
-    net : CellposeUNet
-        The network in eval mode, on ``device``.
-    config : dict
-        The checkpoint's config (architecture, diameters, provenance).
-    name : str
-        The model name or path it was loaded from.
-    size_model : SizeModel or None
-        Style-to-diameter regression, if the model has one.
-    device : torch.device
-        Where the network runs (masks are always computed on the CPU).
-    """
-
-    net: torch.nn.Module
-    config: dict
-    name: str
-    size_model: SizeModel | None = None
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-
-    @property
-    def diam_mean(self) -> float:
-        """Diameter (pixels) the network works at."""
-        return float(self.net.diam_mean.item())
-
-    @property
-    def diam_labels(self) -> float:
-        """Mean diameter of the training labels."""
-        return float(self.net.diam_labels.item())
-
-    @property
-    def nchan(self) -> int:
-        """Input channels of the network."""
-        return int(self.net.nchan)
-
-    def resolve_invert(self, invert: bool | None) -> bool:
-        """``invert`` as asked, or (None) as the model was trained (``config["invert"]``)."""
-        if invert is not None:
-            return bool(invert)
-        trained = bool(self.config.get("invert", False))
-        if trained:
-            logger.info("model %s was trained on inverted images: inverting (invert=False to switch off)", self.name)
-        return trained
-
-
 def load_model(
     name_or_path: str | Path | None = None, device: str | torch.device = "auto"
-) -> SegmentationModel:
+) -> SegmentationModel | AutoModel:
     """Load a segmentation model once (for batches): network, config and size model.
 
     Parameters
     ----------
     name_or_path : str or Path, optional
         Registry name (``"nuclei"``, ``"cyto3"``) or checkpoint path; default
-        ``DEFAULTS.segment.model``.
+        ``DEFAULTS.segment.model``. ``"auto"`` gives an
+        :class:`~cellseg_bridge.segmentation.suggest.AutoModel` (the generalist picks a zoo
+        model per image from its style).
     device : str or torch.device
         ``"auto"`` (CUDA, MPS, CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
     """
     name = DEFAULTS.segment.model if name_or_path is None else name_or_path
-    dev = select_device(device)
-    path = resolve_model(name)
-    net, config = load_checkpoint(path, dev)
-    if int(config.get("nout", 3)) < 3:
-        raise InputError(
-            f"not a segmentation network (nout {config.get('nout')}; restoration models cannot segment)",
-            path,
-        )
-    size_path = size_model_path(path)
-    size_model = load_size_model(size_path) if size_path is not None else None
-    if size_model is not None:
-        logger.info("size model %s", size_path)
-    return SegmentationModel(net=net, config=config, name=str(name), size_model=size_model, device=dev)
+    if str(name) == AUTO:
+        return load_auto_model(select_device(device))
+    return load_network_model(name, device)
 
 
 # --------------------------------------------------------------------------- result
@@ -198,6 +140,8 @@ class SegmentResult:
         The options used (defaults + overrides).
     timings : dict
         Seconds spent in ``network`` and ``masks`` (all time points).
+    choice : ModelChoice or None
+        With ``model="auto"``: the zoo model chosen and its confidence.
     """
 
     labels: np.ndarray
@@ -209,6 +153,7 @@ class SegmentResult:
     model: str
     options: SegmentOptions
     timings: dict[str, float] = field(default_factory=dict)
+    choice: ModelChoice | None = None
 
 
 # --------------------------------------------------------------------------- input handling
@@ -379,9 +324,11 @@ def segment(
         A TCZYX DataArray from :func:`~cellseg_bridge.io.reader.open_image`
         (channel names and pixel sizes are used), or an array whose axes are
         given by ``axes``.
-    model : SegmentationModel, str or Path, optional
+    model : SegmentationModel, AutoModel, str or Path, optional
         A model from :func:`load_model` (load once, segment many), a registry
         name or a checkpoint path; default ``DEFAULTS.segment.model``.
+        ``"auto"``: the zoo model suggested by the generalist's style
+        (``result.choice``; :mod:`cellseg_bridge.segmentation.suggest`).
     axes : str, optional
         Axes of an ndarray, letters of ``TCZYX`` (e.g. ``"YX"``, ``"CYX"``,
         ``"YXC"``, ``"ZYX"``, ``"TZCYX"``). Default ``"YX"`` for 2D arrays;
@@ -405,12 +352,20 @@ def segment(
     """
     return_flows = bool(overrides.pop("return_flows", False))
     opts = SegmentOptions.derive(options, **overrides)
-    data, names, sizes = as_tczyx(image, axes)
     if model is None:
         model = opts.model
+    if isinstance(model, str) and model == AUTO:
+        model = load_auto_model(opts.device)
+    if isinstance(model, AutoModel):
+        choice = model.choose(image, axes=axes, options=opts)
+        result = segment(image, model.model(choice.model), axes=axes, options=opts, return_flows=return_flows)
+        result.choice = choice
+        return result
+    data, names, sizes = as_tczyx(image, axes)
     if not isinstance(model, SegmentationModel):
         model = load_model(model, opts.device)
-    opts = dataclasses.replace(opts, model=model.name, invert=model.resolve_invert(opts.invert))
+    opts = dataclasses.replace(opts, model=model.name, invert=model.resolve_invert(opts.invert),
+                               nuclear_channel=model.resolve_nuclear_channel(opts.nuclear_channel))
     planes_all = select_channels(data, names, opts, model.nchan)
     del data
     nt, _, nz, ly, lx = planes_all.shape

@@ -6,10 +6,11 @@ import importlib.metadata
 import platform
 import subprocess
 
+from cellseg_bridge.errors import InputError
 from cellseg_bridge.fiji.jvm import find_ij_jar, find_java
 
-PACKAGES = ("cellseg-bridge", "torch", "numpy", "numba", "aicsimageio", "xarray", "tifffile",
-            "roifile", "dask", "distributed", "scyjava", "pyimagej", "click")
+PACKAGES = ("cellseg-bridge", "torch", "numpy", "numba", "bioio", "aicsimageio", "xarray", "tifffile",
+            "zarr", "roifile", "dask", "distributed", "scyjava", "pyimagej", "click")
 
 
 def compute_device() -> str:
@@ -47,14 +48,42 @@ def java_version(java: str) -> str | None:
     return lines[0] if lines else None
 
 
+def reader_info() -> dict:
+    """The reader backend ``open_image`` uses here and the versions of its plugins.
+
+    Returns
+    -------
+    dict
+        ``backend`` (``$CELLSEG_READER`` or ``"bioio"``), ``versions`` (its
+        distributions, None when not installed), ``fallback`` (``"aicsimageio"``
+        when bioio is the backend, chosen by default, and aicsimageio is
+        installed, else None) and ``fallback_version``.
+    """
+    from cellseg_bridge.io import _backends
+
+    try:
+        name, explicit = _backends.resolve(None)
+    except InputError as exc:  # a bad $CELLSEG_READER: report it instead of failing `info`
+        return {"backend": f"invalid ({exc})", "versions": {}, "fallback": None, "fallback_version": None}
+    versions = _backends.versions()
+    fallback = "aicsimageio" if name == "bioio" and not explicit and _backends.installed("aicsimageio") else None
+    return {
+        "backend": name,
+        "versions": versions[name],
+        "fallback": fallback,
+        "fallback_version": versions["aicsimageio"]["aicsimageio"] if fallback else None,
+    }
+
+
 def environment_info() -> dict:
     """Collect versions of the main packages, the compute device, Java and ImageJ.
 
     Returns
     -------
     dict
-        JSON-serialisable; keys ``python``, ``packages``, ``device``, ``precision`` (what
-        ``precision="auto"`` means there), ``java``, ``imagej_jar``.
+        JSON-serialisable; keys ``python``, ``packages``, ``reader`` (see
+        :func:`reader_info`), ``device``, ``precision`` (what ``precision="auto"``
+        means there), ``java``, ``imagej_jar``.
     """
     versions: dict[str, str | None] = {}
     for name in PACKAGES:
@@ -69,6 +98,7 @@ def environment_info() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "packages": versions,
+        "reader": reader_info(),
         "device": device,
         "precision": default_precision(device),
         "java": {"path": java, "version": java_version(java) if java else None},

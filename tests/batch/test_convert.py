@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 import types
 from pathlib import Path
@@ -218,3 +219,44 @@ def test_axes_apply_to_plain_tiffs_only(vendor_folder, tmp_path):
     assert report.ok, report.failed  # the ND2 (which records its axes) ignores --axes
     converted = open_image(out / "plain.ome.tif")
     assert converted.sizes["C"] == 3 and converted.sizes["Z"] == 1
+
+
+def test_cli_reader_option_picks_the_backend(vendor_folder, tmp_path, monkeypatch):
+    import importlib.util
+
+    from cellseg_bridge.io import _backends
+
+    monkeypatch.delenv(_backends.ENV_VAR, raising=False)
+    used: list[str] = []
+    real = _backends.backend
+    monkeypatch.setattr(_backends, "backend", lambda name: used.append(name) or real(name))
+    nd2 = vendor_folder / "pims_cluster.nd2"
+    result = CliRunner().invoke(main, ["convert", str(nd2), "--out", str(tmp_path / "b"), "--reader", "bioio"])
+    assert result.exit_code == 0, result.output
+    assert set(used) == {"bioio"}
+    used.clear()
+    result = CliRunner().invoke(main, ["convert", str(nd2), "--out", str(tmp_path / "a"), "--reader", "aicsimageio"])
+    assert set(used) == {"aicsimageio"}
+    assert _backends.ENV_VAR not in os.environ  # restored after the command
+    if importlib.util.find_spec("aicsimageio") is None:
+        assert result.exit_code == 1 and "cellseg-bridge[aicsimageio]" in result.output
+    else:
+        assert result.exit_code == 0, result.output
+        np.testing.assert_array_equal(tifffile.imread(tmp_path / "a" / "pims_cluster.ome.tif"),
+                                      tifffile.imread(tmp_path / "b" / "pims_cluster.ome.tif"))
+    bad = CliRunner().invoke(main, ["convert", str(nd2), "--out", str(tmp_path / "x"), "--reader", "pims"])
+    assert bad.exit_code == 2 and "'pims' is not one of" in bad.output
+
+
+def test_bad_inputs_fail_one_by_one(vendor_folder, tmp_path):
+    """Corrupt, truncated and wrong-extension files: a clear error naming each; the batch goes on."""
+    truncated = tmp_path / "cut.nd2"
+    truncated.write_bytes((vendor_folder / "pims_cluster.nd2").read_bytes()[:200_000])
+    renamed = tmp_path / "renamed.czi"
+    renamed.write_bytes((vendor_folder / "pims_cluster.nd2").read_bytes())
+    inputs = [vendor_folder / "corrupt.czi", truncated, renamed, vendor_folder / "pims_cluster.nd2"]
+    report = convert(inputs, tmp_path / "out", quiet=True)
+    failed = dict(report.failed)
+    assert set(failed) == {str(p) for p in inputs[:3]}, report.failed
+    assert all(reason for reason in failed.values())
+    assert (tmp_path / "out" / "pims_cluster.ome.tif").exists()

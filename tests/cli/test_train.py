@@ -60,3 +60,32 @@ def test_cli_train_bad_input(tmp_path):
     assert r.exit_code == 1 and "nothing to resume" in r.output
     r = CliRunner().invoke(main, ["train", str(data), "--out", str(tmp_path / "o"), "--nbase", "2,x"])
     assert r.exit_code == 2 and "--nbase" in r.output
+
+
+def test_cli_train_several_weighted_datasets(tmp_path):
+    a = _folder(tmp_path / "phase", n=2)
+    b = _folder(tmp_path / "dic", n=1)
+    out = tmp_path / "model"
+    r = CliRunner().invoke(main, ["-q", "train", "--data", f"{a}:3", "--data", str(b), "--out", str(out), *TINY])
+    assert r.exit_code == 0, r.output
+    datasets = json.loads((out / "config.json").read_text())["provenance"]["datasets"]
+    assert [(d["name"], d["n_images"], d["weight"]) for d in datasets] == [("phase", 2, 3.0), ("dic", 1, 1.0)]
+    assert datasets[0]["share"] == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "give a training FOLDER"),
+        (["--data", "{a}:0"], "positive"),
+        (["--data", "{a}:-2"], "positive"),
+        (["--data", "{a}", "--data", "{empty}:1"], "no image/mask pairs"),
+    ],
+)
+def test_cli_train_bad_datasets(tmp_path, args, message):
+    a = _folder(tmp_path / "a", n=1)
+    (tmp_path / "empty").mkdir()
+    args = [x.format(a=a, empty=tmp_path / "empty") for x in args]
+    r = CliRunner().invoke(main, ["-q", "train", *args, "--out", str(tmp_path / "m"), *TINY])
+    assert r.exit_code != 0 and message in r.output, r.output
+    assert "Traceback" not in r.output

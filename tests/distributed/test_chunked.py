@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import dask.array as da
 import numpy as np
 import pytest
 
@@ -106,6 +107,13 @@ def test_chunked_matches_whole_image_without_seams(model, mosaic_and_whole, tmp_
     import tifffile
 
     np.testing.assert_array_equal(tifffile.imread(out[1]), labels)
+    # the OME-Zarr output opens like any image, lazily (bioio-ome-zarr)
+    from cellseg_bridge.io.reader import open_image
+
+    opened = open_image(out[0])
+    assert opened.shape == (1, 1, 1, *labels.shape) and opened.dtype == np.uint32
+    assert isinstance(opened.data, da.Array)
+    np.testing.assert_array_equal(opened.values[0, 0, 0], labels)
 
 
 def test_plane_percentiles_follow_the_whole_image_rule():

@@ -11,9 +11,9 @@ import tifffile
 import torch
 from click.testing import CliRunner
 
-from cellseg_bridge.batch.convert import convert_distributed
+from cellseg_bridge.batch.convert import convert as convert_distributed
 from cellseg_bridge.batch.runner import WorkItem
-from cellseg_bridge.batch.segment_cluster import segment_files_distributed
+from cellseg_bridge.batch.segment import segment_files as segment_files_distributed
 from cellseg_bridge.distributed import (
     dask_client,
     read_manifest,
@@ -170,7 +170,7 @@ def test_cli_segment_chunked_writes_zarr_and_tiled_tiff(tiny_model, tmp_path):
 
 
 def test_large_planes_are_detected_by_size(tmp_path):
-    from cellseg_bridge.batch.segment_cluster import has_large_planes
+    from cellseg_bridge.batch.segment import has_large_planes
 
     _images(tmp_path / "in", 2, 40)
     assert has_large_planes([tmp_path / "in"], threshold=40 * 40 - 1)
@@ -225,3 +225,38 @@ def test_restore_is_refused_for_chunked_planes(tiny_model, tiny_restore_model, t
     report = segment_files_distributed([tmp_path / "in"], tmp_path / "out", chunked_threshold_pixels=100, **opts)
     assert not report.ok and "restore it first" in report.failed[0][1]
     assert not (tmp_path / "out" / "img0_labels.ome.tif").exists()
+
+
+def _shape(value):
+    """The keys of a JSON value, recursively (lists: the union of their items' shapes)."""
+    if isinstance(value, dict):
+        return {key: _shape(item) for key, item in value.items()}
+    if isinstance(value, list):
+        merged: dict = {}
+        for item in value:
+            shape = _shape(item)
+            if isinstance(shape, dict):
+                merged.update(shape)
+        return [merged]
+    return None
+
+
+def test_local_and_dask_runs_print_the_same_json_shape(client, tiny_model, tmp_path):
+    from cellseg_bridge.cli import main
+
+    _images(tmp_path / "in", 2)
+    (tmp_path / "in" / "broken.tif").write_bytes(b"not a tiff")
+    common = ["--model", str(tiny_model), "--diameter", "17", "--device", "cpu", "--json", "--no-rois"]
+    here = CliRunner().invoke(main, ["segment", str(tmp_path / "in"), "--out", str(tmp_path / "here"), *common])
+    there = CliRunner().invoke(main, ["segment", str(tmp_path / "in"), "--out", str(tmp_path / "there"),
+                                      "--scheduler", client.scheduler.address, *common])
+    assert here.exit_code == there.exit_code == 1, here.output + there.output  # broken.tif failed in both
+    local, dask = json.loads(here.stdout), json.loads(there.stdout)
+    assert _shape(local) == _shape(dask)
+    assert local["counts"] == dask["counts"] == {"done": 2, "skipped": 0, "failed": 1}
+    done = {Path(i["input"]).name: i for i in local["items"] if i["status"] == "done"}
+    for item in dask["items"]:
+        if item["status"] == "done":
+            assert item["n_cells"] == done[Path(item["input"]).name]["n_cells"]
+            assert set(item["outputs"]) == {"labels", "csv", "overlay"}
+    assert local["manifest"] is None and Path(dask["manifest"]).name == "cellseg_manifest.jsonl"

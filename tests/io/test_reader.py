@@ -413,3 +413,79 @@ def test_missing_folder_empty_unsupported(tmp_path):
         open_image(tmp_path / "notes.txt")
     with pytest.raises(InputError, match="not found"):
         list_scenes(tmp_path / "nope.lif")
+
+
+# ----------------------------------------------------------------------------- OME-Zarr (NGFF) folders
+
+
+def _zarr_array(group, name: str, data: np.ndarray, chunks: tuple[int, ...]):
+    """Write ``data`` as a zarr format 2 array (OME-NGFF 0.4) with zarr 2 or zarr 3."""
+    import zarr
+
+    if int(zarr.__version__.split(".")[0]) >= 3:
+        array = group.create_array(name, shape=data.shape, chunks=chunks, dtype=data.dtype,
+                                   chunk_key_encoding={"name": "v2", "separator": "/"})
+    else:
+        array = group.create_dataset(name, shape=data.shape, chunks=chunks, dtype=data.dtype,
+                                     dimension_separator="/")
+    array[...] = data
+    return array
+
+
+def _ngff_image(path: Path, data: np.ndarray, scale: list[float], channels: list[str]) -> None:
+    """A user's NGFF 0.4 image: axes t c z y x, two resolution levels, omero channel labels."""
+    import zarr
+
+    kwargs = {"zarr_format": 2} if int(zarr.__version__.split(".")[0]) >= 3 else {}
+    group = zarr.open_group(str(path), mode="w", **kwargs)
+    _zarr_array(group, "0", data, (1, 1, 1, 32, 32))
+    _zarr_array(group, "1", data[..., ::2, ::2], (1, 1, 1, 32, 32))
+    axes = [{"name": "t", "type": "time"}, {"name": "c", "type": "channel"}] + [
+        {"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"]
+    group.attrs["multiscales"] = [{
+        "version": "0.4", "name": "cells", "axes": axes,
+        "datasets": [
+            {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0, *scale]}]},
+            {"path": "1", "coordinateTransformations": [
+                {"type": "scale", "scale": [1.0, 1.0, scale[0], scale[1] * 2, scale[2] * 2]}]},
+        ],
+    }]
+    group.attrs["omero"] = {"channels": [{"label": name} for name in channels]}
+
+
+def test_ngff_image_opens_lazily(tmp_path):
+    data = np.random.default_rng(3).integers(0, 4000, (2, 2, 3, 64, 96), dtype=np.uint16)
+    path = tmp_path / "cells.ome.zarr"
+    _ngff_image(path, data, [2.0, 0.5, 0.25], ["DAPI", "GFP"])
+    with dask.config.set(scheduler=_no_compute):
+        image = open_image(path)
+    assert image.dims == DIMS and image.shape == data.shape and image.dtype == np.uint16
+    assert image.data.npartitions > 1
+    assert image.attrs["channel_names"] == ["DAPI", "GFP"]
+    assert image.attrs["physical_pixel_sizes"] == pytest.approx({"Z": 2.0, "Y": 0.5, "X": 0.25})
+    assert image.attrs["reader"] == "bioio-ome-zarr"
+    np.testing.assert_array_equal(image.values, data)
+    assert list_scenes(path)[0] == image.attrs["scene"]
+
+
+def test_ome_zarr_must_be_a_folder(tmp_path):
+    (tmp_path / "x.ome.zarr").write_bytes(b"zarr?")
+    with pytest.raises(InputError, match="folder") as info:
+        open_image(tmp_path / "x.ome.zarr")
+    assert info.value.path == tmp_path / "x.ome.zarr"
+    (tmp_path / "empty.ome.zarr").mkdir()
+    with pytest.raises(InputError) as info:
+        open_image(tmp_path / "empty.ome.zarr")
+    assert str(tmp_path / "empty.ome.zarr") in str(info.value)
+
+
+@pytest.mark.parametrize("rel, wrong", [("nd2/pims_cluster.nd2", ".czi"), ("czi/s_1_t_1_c_1_z_1.czi", ".nd2"),
+                                        ("imagej_tiff/pims_tiff_stack.tif", ".lif"),
+                                        ("lif/testdata_2channel_xz.lif", ".tif"),
+                                        ("czi/s_1_t_1_c_1_z_1.czi", ".png")])
+def test_wrong_extension_gives_input_error(formats, tmp_path, rel, wrong):
+    path = tmp_path / ("renamed" + wrong)
+    path.symlink_to(formats / rel)
+    with pytest.raises(InputError) as info:
+        open_image(path).values
+    assert info.value.path == path and str(path) in str(info.value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import importlib
 import pickle
@@ -326,3 +327,16 @@ def test_fit_size_model_recovers_linear_relation():
     diam = 17.0 * np.exp(styles @ w + 0.3)
     sm = fit_size_model(styles, diam, lam=1e-6, diam_mean=17.0)
     np.testing.assert_allclose(sm.predict(styles), np.maximum(5, diam), rtol=1e-3)
+
+
+def test_nuclear_channel_is_ignored_by_a_model_trained_without_one(tiny_model, caplog):
+    """Our trainer records nuclear_channel None: such a net's second input saw only zeros (BN variance ~0)."""
+    a, b = _blobs(), _blobs(centres=((10, 50),))
+    without = dataclasses.replace(tiny_model, config={**tiny_model.config,
+                                                       "channels": {"channel": 0, "nuclear_channel": None}})
+    direct = segment(b, model=without, return_flows=True)
+    with caplog.at_level("WARNING"):
+        two = segment(np.stack([b, a]), model=without, axes="CYX", channel=0, nuclear_channel=1, return_flows=True)
+    np.testing.assert_allclose(two.flows, direct.flows, atol=1e-6)
+    assert "trained without a nuclear channel" in caplog.text
+    assert two.options.nuclear_channel is None

@@ -22,3 +22,19 @@ def test_info_text_mentions_device_and_imagej():
     assert result.exit_code == 0, result.output
     assert "device" in result.output
     assert "imagej jar" in result.output
+
+
+def test_info_names_the_reader_backend_and_plugin_versions(monkeypatch):
+    import importlib.metadata
+
+    monkeypatch.delenv("CELLSEG_READER", raising=False)
+    data = json.loads(CliRunner().invoke(main, ["info", "--json"]).output)
+    reader = data["reader"]
+    assert reader["backend"] == "bioio"
+    assert reader["versions"]["bioio"] == importlib.metadata.version("bioio")
+    assert reader["versions"]["bioio-czi"] == importlib.metadata.version("bioio-czi")
+    text = CliRunner().invoke(main, ["info"]).output
+    assert f"reader      bioio (bioio {importlib.metadata.version('bioio')}" in text
+    monkeypatch.setenv("CELLSEG_READER", "aicsimageio")
+    reader = json.loads(CliRunner().invoke(main, ["info", "--json"]).output)["reader"]
+    assert reader["backend"] == "aicsimageio" and "aicsimageio" in reader["versions"] and reader["fallback"] is None

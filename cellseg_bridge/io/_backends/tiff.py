@@ -1,10 +1,19 @@
-"""TIFF route of :mod:`cellseg_bridge.io.reader`: pixels through tifffile, metadata from OME or TIFF tags.
+"""TIFF pieces both reader backends share: structure and damage checks, axes, pixel sizes, tiled reads.
 
-aicsimageio 4.14 reads TIFF pages through a tifffile 2023.2 code path that
-calls ``ndarray.newbyteorder``, which numpy 2 removed, so big-endian TIFFs
-(ImageJ writes big-endian) fail when computed; pixels are therefore read
-through tifffile's zarr interface, one chunk per plane. OME-TIFF metadata still
-comes from aicsimageio (:mod:`cellseg_bridge.io.aics_route`).
+- :func:`_inspect_tiff` reads the structure with tifffile and turns the damage
+  tifffile only logs (a broken page chain) into :class:`InputError`.
+- :func:`_tiff_layout` gives scenes and axis letters of a TIFF without OME
+  metadata: the caller's ``axes`` or the file's, unknown axes guessed and logged.
+- :func:`_tiff_pixel_sizes`: pixel sizes of a TIFF without OME metadata, from
+  ImageJ metadata or resolution tags with a real unit (the project's rules; see
+  :mod:`cellseg_bridge.io.reader`).
+- :func:`_tiled_tiff_array`: pixels through tifffile's zarr interface, one
+  chunk per plane, planes cut into tiles of at most 4096². The bioio backend
+  uses it for planes larger than that (bioio-tifffile and bioio-ome-tiff read a
+  whole plane per chunk, which a whole-slide image does not fit); the
+  aicsimageio backend for every TIFF (aicsimageio 4.14 reads TIFF pages through
+  a tifffile 2023.2 code path that calls ``ndarray.newbyteorder``, which numpy 2
+  removed, so big-endian TIFFs such as ImageJ's fail when computed).
 """
 
 from __future__ import annotations
@@ -20,8 +29,7 @@ import dask.array as da
 import numpy as np
 
 from cellseg_bridge.errors import InputError
-from cellseg_bridge.io.aics_route import _open_aics
-from cellseg_bridge.io.route_common import _AXIS_LETTERS, ScaleDict, _Image, _refuse_axes, _resolve_scene
+from cellseg_bridge.io._backends.common import _AXIS_LETTERS, ScaleDict, _Image, _resolve_scene
 
 logger = logging.getLogger(__name__)
 
@@ -104,8 +112,8 @@ class _TiffSeriesArray:
     """Array-like view of one TIFF series for ``dask.array.from_array``.
 
     It holds only the path and the series index and opens the file for each
-    read (through tifffile's zarr store, which handles big-endian data under
-    numpy 2), so it is cheap to pickle to Dask workers.
+    read (through tifffile's zarr store, zarr 2 or 3, which handles big-endian
+    data under numpy 2), so it is cheap to pickle to Dask workers.
     """
 
     def __init__(self, path: Path, series: int, shape: tuple[int, ...], dtype: np.dtype) -> None:
@@ -145,18 +153,20 @@ def _guess_tiff_axes(axes: str, path: Path) -> str:
     return guessed
 
 
-def _open_tiff(path: Path, scene: int | str | None, axes: str | None) -> _Image:
-    """Open a TIFF: pixels through tifffile, metadata from OME (aicsimageio) or TIFF tags."""
+def _tiff_layout(path: Path, scene: int | str | None, axes: str | None) -> tuple[_TiffInfo, list[str], int, str]:
+    """Scenes, scene index and axis letters of a TIFF without OME metadata.
+
+    Returns
+    -------
+    tuple
+        ``(info, scenes, index, dims)``: the file's structure, its scene names
+        (``Image:<i>``, one per tifffile series), the index of ``scene`` and the
+        letters of the series' axes (``axes`` if given, else the file's own
+        with unknown axes guessed and the guess logged).
+    """
     tiff = _inspect_tiff(path)
-    if tiff.is_ome:
-        _refuse_axes(axes, "OME-TIFF", path)
-        meta = _open_aics(path, "TIFF", scene, ome=True)
-        index = meta.scene_index
-        scenes, names, sizes = meta.scenes, meta.channel_names, meta.sizes
-    else:
-        scenes = [f"Image:{i}" for i in range(len(tiff.series))]
-        index = _resolve_scene(scenes, scene, path)
-        names, sizes = None, {}
+    scenes = [f"Image:{i}" for i in range(len(tiff.series))]
+    index = _resolve_scene(scenes, scene, path)
     series = tiff.series[index]
     if axes is not None:
         if len(axes) != len(series.shape):
@@ -165,11 +175,17 @@ def _open_tiff(path: Path, scene: int | str | None, axes: str | None) -> _Image:
                 f"dimensions (shape {series.shape})",
                 path,
             )
-        dims = axes
-    else:
-        dims = _guess_tiff_axes(series.axes, path)
-    if not tiff.is_ome:
-        sizes = _tiff_pixel_sizes(path, index, tiff.is_imagej)
+        return tiff, scenes, index, axes
+    return tiff, scenes, index, _guess_tiff_axes(series.axes, path)
+
+
+def _is_large_plane(shape: tuple[int, ...], dims: str) -> bool:
+    """Whether a plane exceeds one tile of :data:`_TIFF_CHUNK_YX` along Y or X."""
+    return any(n > _TIFF_CHUNK_YX for letter, n in zip(dims, shape) if letter in "YX")
+
+
+def _tiled_tiff_array(path: Path, index: int, series: _TiffSeriesInfo, dims: str) -> da.Array:
+    """Series ``index`` as a dask array: one chunk per plane, planes cut into tiles of at most 4096²."""
     array = _TiffSeriesArray(path, index, series.shape, series.dtype)
     chunks = tuple(
         min(n, _TIFF_CHUNK_YX) if letter in "YX" else (n if letter == "S" else 1)
@@ -177,14 +193,11 @@ def _open_tiff(path: Path, scene: int | str | None, axes: str | None) -> _Image:
     )
     stat = path.stat()
     name = "tiff-" + dask.base.tokenize(str(path), stat.st_mtime_ns, stat.st_size, index)
-    data = da.from_array(array, chunks=chunks, name=name, meta=np.empty((0,) * array.ndim, array.dtype))
-    if tiff.is_ome:
-        _check_ome_shape(meta, data, dims, path)
-    return _Image(data, dims, names, sizes, scenes, index, "tifffile")
+    return da.from_array(array, chunks=chunks, name=name, meta=np.empty((0,) * array.ndim, array.dtype))
 
 
 def _check_ome_shape(meta: _Image, data: da.Array, dims: str, path: Path) -> None:
-    """The tifffile series must agree with aicsimageio's OME dims, else names/sizes could be misassigned."""
+    """The tifffile series must agree with the OME reader's dims, else names/sizes could be misassigned."""
     ours = {letter: n for letter, n in zip(dims, data.shape)}
     theirs = {letter: n for letter, n in zip(meta.dims, meta.data.shape)}
     for letter in "TCZYXS":

@@ -1,6 +1,6 @@
-"""Pieces every route of :mod:`cellseg_bridge.io.reader` uses.
+"""Pieces every reader backend of :mod:`cellseg_bridge.io.reader` uses.
 
-The record a route returns (:class:`_Image`), scene lookup, the refusal of an
+The record a backend returns (:class:`_Image`), scene lookup, the refusal of an
 ``axes`` argument for formats that record their axes, and the single place
 where exceptions of third-party readers become :class:`InputError`.
 """
@@ -18,7 +18,7 @@ import numpy as np
 
 from cellseg_bridge.errors import DependencyError, InputError
 
-#: Axis letters a route's array may carry (``S``: colour samples).
+#: Axis letters a backend's array may carry (``S``: colour samples).
 _AXIS_LETTERS = "TCZYXS"
 
 ScaleDict = dict[str, "float | None"]
@@ -26,7 +26,7 @@ ScaleDict = dict[str, "float | None"]
 
 @dataclass
 class _Image:
-    """What a route hands to :func:`_to_dataarray`."""
+    """What a backend hands to :func:`cellseg_bridge.io.reader._to_dataarray`."""
 
     data: da.Array
     #: Letters of ``data``'s axes, a subset of ``TCZYXS`` with Y and X.
@@ -70,7 +70,7 @@ def _refuse_axes(axes: str | None, fmt: str, path: Path) -> None:
 def _third_party_boundary(path: Path, what: str) -> Iterator[None]:
     """Turn any exception from a third-party reader into InputError.
 
-    aicsimageio and the vendor libraries below it raise whatever their parsers
+    bioio, aicsimageio and the vendor libraries below them raise whatever their parsers
     hit on a damaged file (RuntimeError from libCZI, ValueError from nd2,
     KeyError/struct.error from XML and binary parsing, ...), so there is no
     closed list of types to catch. This is the single place where ``Exception``
@@ -79,7 +79,7 @@ def _third_party_boundary(path: Path, what: str) -> Iterator[None]:
     """
     try:
         with warnings.catch_warnings():
-            # aicsimageio/xarray deprecation chatter is not actionable for users.
+            # bioio/aicsimageio/xarray deprecation chatter is not actionable for users.
             warnings.simplefilter("ignore", category=FutureWarning)
             warnings.simplefilter("ignore", category=DeprecationWarning)
             yield
@@ -90,3 +90,15 @@ def _third_party_boundary(path: Path, what: str) -> Iterator[None]:
         raise InputError(
             f"cannot be read as {what}: damaged, or not a {what} file ({type(exc).__name__}: {reason})", path
         ) from exc
+
+
+def _czi_is_bgr(path: Path) -> bool:
+    """Whether a CZI stores colour as B, G, R (libCZI pixel types ``Bgr24``, ``Bgr48``, ...).
+
+    Both backends' CZI readers hand the samples over in stored order.
+    """
+    from aicspylibczi import CziFile
+
+    with _third_party_boundary(path, "CZI"):
+        pixel_type = str(CziFile(path).pixel_type)
+    return pixel_type.lower().startswith("bgr")
