@@ -12,6 +12,11 @@ image (:mod:`cellseg_bridge.segmentation.suggest`), and that model's segmentatio
 image is scored (the same segmentation ``--model auto`` produces). It also
 prints how often the choice is the specialist of the image's own dataset.
 
+With ``--out``, the JSON is rewritten after each model, and a rerun reuses the
+per-image scores of every model whose weights are unchanged (a fingerprint of
+its state dict) under the same ``--true-diameter`` setting: add a model, or
+retrain one, and only that model is segmented again.
+
 Usage (from the repository root)::
 
     .venv/bin/python benchmarks/eval_cells.py --model cells --model cells_phase \\
@@ -21,7 +26,9 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 import logging
 import sys
 import time
@@ -72,6 +79,33 @@ def score_image(model, sample, true_diameter: bool) -> dict:
             "seconds": round(time.perf_counter() - tic, 2)}
 
 
+def fingerprint(model) -> str:
+    """A short hash of a loaded model's weights (what makes cached scores reusable)."""
+    digest = hashlib.sha256()
+    for key, value in model.net.state_dict().items():
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _cached(path: Path | None, true_diameter: bool) -> tuple[dict, dict]:
+    """Scores and fingerprints of an earlier run written to ``path`` with the same settings."""
+    if path is None or not path.is_file():
+        return {}, {}
+    old = json.loads(path.read_text(encoding="utf-8"))
+    if old.get("true_diameter") != true_diameter:
+        return {}, {}
+    return old.get("results", {}), old.get("fingerprints", {})
+
+
+def _write(path: Path | None, report: dict) -> None:
+    if path is None:
+        return
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def table(results: dict[str, dict[str, dict]], groups: dict[str, list]) -> str:
     """Markdown table: AP@0.5 / 0.75 / 0.9 per group for each row of ``results``."""
     labels = list(groups)
@@ -100,13 +134,23 @@ def main(argv: list[str] | None = None) -> int:
     groups = test_samples(args.max_per_group)
     samples = [s for g in groups.values() for s in g]
     results: dict[str, dict[str, dict]] = {}
+    old_results, old_prints = _cached(args.out, args.true_diameter)
+    report: dict = {"true_diameter": args.true_diameter, "fingerprints": {}, "results": results}
     loaded = {}
+
+    def score(name: str, model, s) -> dict:
+        if name not in report["fingerprints"]:
+            report["fingerprints"][name] = fingerprint(model)
+        if old_prints.get(name) == report["fingerprints"][name] and s.key in old_results.get(name, {}):
+            return old_results[name][s.key]
+        return score_image(model, s, args.true_diameter)
+
     for name in args.model:
         t0 = time.perf_counter()
         loaded[name] = load_model(name, device="cpu")
-        results[name] = {s.key: score_image(loaded[name], s, args.true_diameter) for s in samples}
+        results[name] = {s.key: score(name, loaded[name], s) for s in samples}
         logger.info("%s scored in %.0f s", name, time.perf_counter() - t0)
-    report: dict = {"true_diameter": args.true_diameter}
+        _write(args.out, report)
     if args.auto:
         from cellseg_bridge.segmentation.suggest import load_auto_model
 
@@ -119,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                 loaded[choice.model] = auto.model(choice.model)
                 results[choice.model] = {}
             if s.key not in results[choice.model]:
-                results[choice.model][s.key] = score_image(loaded[choice.model], s, args.true_diameter)
+                results[choice.model][s.key] = score(choice.model, loaded[choice.model], s)
             per_image[s.key] = {**results[choice.model][s.key], "model": choice.model}
         results["auto"] = per_image
         own = [choices[s.key]["model"] == OWN_SPECIALIST[s.dataset] for s in samples]
@@ -134,9 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     text = table(results, groups)
     print("AP@0.5 / 0.75 / 0.9, mean over images" + (" (true diameters)" if args.true_diameter else "") + "\n")
     print(text)
-    if args.out:
-        report.update({"table": text, "results": results})
-        args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    report["table"] = text
+    _write(args.out, report)
     return 0
 
 

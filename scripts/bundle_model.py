@@ -30,6 +30,7 @@ from cellseg_bridge.nn.checkpoint import load_checkpoint, save_checkpoint  # noq
 
 log = logging.getLogger("bundle_model")
 MODELS = REPO / "cellseg_bridge" / "models"
+SIZE_MODEL = "size_model.npz"
 
 
 def portable(value: object) -> object:
@@ -72,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_checkpoint(net, tmp / "weights.pth", config)
+    if (args.src / SIZE_MODEL).is_file():  # style -> diameter, fitted at the end of training
+        shutil.copy2(args.src / SIZE_MODEL, tmp / SIZE_MODEL)
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     log.info("bundled %s as %s (%d bytes)", args.src, dest, (dest / "weights.pth").stat().st_size)

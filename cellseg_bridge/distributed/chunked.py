@@ -53,6 +53,7 @@ from cellseg_bridge.distributed.chunk_network import PlaneGrid, chunk_network_ou
 from cellseg_bridge.distributed.models import cached_model
 from cellseg_bridge.distributed.plane_source import PlaneSource, open_plane_source, plane_percentiles
 from cellseg_bridge.errors import InputError
+from cellseg_bridge.nn.suggest import AUTO
 
 log = logging.getLogger(__name__)
 
@@ -355,6 +356,9 @@ def segment_large(
         raise InputError(f"chunk_size must be at least 16 pixels, got {chunk_size}")
     zarr_path, tiff_path = _targets(out, overwrite)
     spec = opts.model if model is None else model
+    if spec == AUTO or getattr(spec, "name", None) == AUTO:
+        raise InputError("chunked segmentation needs one model for the whole image; model 'auto' chooses per image: "
+                         "run `cellseg models suggest IMAGE` on a smaller view and pass the model it names")
     local_model = cached_model(spec, opts.device)
     source = open_plane_source(image, axes=axes, scene=scene, channel=opts.channel,
                                nuclear_channel=opts.nuclear_channel, nchan=local_model.nchan)

@@ -135,6 +135,8 @@ def test_refusals(model, tmp_path):
         segment_large(np.zeros((3, 64, 64), np.float32), model, axes="ZYX", diameter=20.0)
     with pytest.raises(InputError, match="augmentation"):
         segment_large(image, model, augment=True)
+    with pytest.raises(InputError, match="one model for the whole image"):
+        segment_large(image, "auto", diameter=20.0)
     (tmp_path / "x.ome.zarr").mkdir()
     with pytest.raises(InputError, match="exists"):
         segment_large(image, model, out=tmp_path / "x.ome.zarr")
