@@ -53,7 +53,7 @@ from cellseg_bridge.distributed.chunk_network import PlaneGrid, chunk_network_ou
 from cellseg_bridge.distributed.models import cached_model
 from cellseg_bridge.distributed.plane_source import PlaneSource, open_plane_source, plane_percentiles
 from cellseg_bridge.errors import InputError
-from cellseg_bridge.nn.suggest import AUTO
+from cellseg_bridge.segmentation.suggest import AUTO
 
 log = logging.getLogger(__name__)
 
