@@ -12,7 +12,6 @@ import hashlib
 import logging
 import os
 import re
-import shutil
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -22,13 +21,11 @@ from cellseg_bridge.errors import InputError
 from cellseg_bridge.nn.checkpoint import CONFIG_NAME, FORMAT
 from cellseg_bridge.nn.store import (
     CHUNK,
+    building_model,
     cache_dir,
-    install,
-    make_build_dir,
     now_iso,
     read_json,
     validated,
-    write_config,
 )
 from cellseg_bridge.nn.zoo import DEFAULT_MODEL_URL, KNOWN_SHA256, MODEL_URL_ENV, ZOO
 
@@ -180,8 +177,7 @@ def download_model(
             dest,
         )
 
-    build = make_build_dir(cache, name)
-    try:
+    with building_model(cache, name, dest, overwrite) as (build, config):
         weights = build / entry.filename
         logger.info("downloading %s", url)
         digest = _fetch(url, weights, timeout, progress)
@@ -203,7 +199,7 @@ def download_model(
                 "is recorded in %s (pass --sha256 to verify)",
                 name, url, digest, dest / CONFIG_NAME,
             )  # fmt: skip
-        config = {"format": FORMAT, "channels": None, "provenance": {}, **loaded}
+        config.update({"format": FORMAT, "channels": None, "provenance": {}, **loaded})
         config.update(
             weights=entry.filename,
             sha256=digest,
@@ -230,12 +226,6 @@ def download_model(
             else:
                 config["size_model"] = entry.size_filename
                 config["size_model_sha256"] = size_digest
-        write_config(build, config)
-        install(build, dest, overwrite)
-    except OSError as exc:
-        raise InputError(f"cannot write the model ({exc.strerror or exc})", dest) from exc
-    finally:
-        shutil.rmtree(build, ignore_errors=True)
     logger.info("model %r saved to %s", name, dest)
     return dest
 

@@ -11,15 +11,13 @@ from cellseg_bridge.errors import InputError
 from cellseg_bridge.nn.checkpoint import FORMAT
 from cellseg_bridge.nn.store import (
     WEIGHT_SUFFIXES,
+    building_model,
     cache_dir,
     check_name,
     copy_hashing,
-    install,
-    make_build_dir,
     now_iso,
     size_model_path,
     validated,
-    write_config,
 )
 
 logger = logging.getLogger(__name__)
@@ -82,10 +80,9 @@ def import_model(
             dest,
         )
     size = size_model_path(src)
-    build = make_build_dir(cache, name)
-    try:
+    with building_model(cache, name, dest, overwrite) as (build, config):
         digest = copy_hashing(weights, build / weights.name)
-        config = {"format": FORMAT, "channels": None, "provenance": {}, **loaded}
+        config.update({"format": FORMAT, "channels": None, "provenance": {}, **loaded})
         config.update(
             weights=weights.name,
             sha256=digest,
@@ -95,12 +92,6 @@ def import_model(
         if size is not None:
             shutil.copyfile(size, build / size.name)
             config["size_model"] = size.name
-        write_config(build, config)
-        install(build, dest, overwrite)
-    except OSError as exc:
-        raise InputError(f"cannot write the model ({exc.strerror or exc})", dest) from exc
-    finally:
-        shutil.rmtree(build, ignore_errors=True)
     logger.info("imported %s as model %r into %s", weights, name, dest)
     return dest
 

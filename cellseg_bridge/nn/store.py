@@ -8,6 +8,7 @@ failed import or download never leaves half a model behind.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
@@ -15,6 +16,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +127,32 @@ def install(build: Path, dest: Path, overwrite: bool) -> None:
             raise
     finally:
         shutil.rmtree(trash, ignore_errors=True)
+
+@contextlib.contextmanager
+def building_model(cache: Path, name: str, dest: Path, overwrite: bool) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """A private folder in which to build model ``name``, installed as ``dest`` when the block succeeds.
+
+    Yields ``(folder, config)``: the caller puts the files into ``folder`` and the
+    entries into ``config``; at the end of the block ``config.json`` is written and
+    the folder moved into place (:func:`install`). On any failure nothing is
+    installed and the folder is removed.
+
+    Raises
+    ------
+    InputError
+        The cache cannot be written (an ``OSError`` in the block or while installing).
+    """
+    build = make_build_dir(cache, name)
+    config: dict[str, Any] = {}
+    try:
+        yield build, config
+        write_config(build, config)
+        install(build, dest, overwrite)
+    except OSError as exc:
+        raise InputError(f"cannot write the model ({exc.strerror or exc})", dest) from exc
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+
 
 def validated(path: Path) -> dict[str, Any]:
     """Load ``path`` as a checkpoint (CPU) and return its config; any failure is an InputError.
