@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     net, config = load_checkpoint(args.src / "weights.pth", "cpu")
     config = portable({k: v for k, v in config.items() if k not in ("nbase", "nout", "diam_mean", "kernel_size")})
     if args.stage:
-        config["provenance"] = {**config.get("provenance", {}), "stages": list(args.stage)}
+        config["provenance"] = {**config.get("provenance", {}), "stages": portable(list(args.stage))}
     dest = MODELS / args.name
     tmp = MODELS / f".{args.name}.partial"
     shutil.rmtree(tmp, ignore_errors=True)

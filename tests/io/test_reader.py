@@ -432,8 +432,8 @@ def _zarr_array(group, name: str, data: np.ndarray, chunks: tuple[int, ...]):
     return array
 
 
-def _ngff_image(path: Path, data: np.ndarray, scale: list[float], channels: list[str]) -> None:
-    """A user's NGFF 0.4 image: axes t c z y x, two resolution levels, omero channel labels."""
+def _ngff_image(path: Path, data: np.ndarray, scale: list[float], channels: list[str] | None) -> None:
+    """A user's NGFF 0.4 image: axes t c z y x, two resolution levels, omero channel labels (unless None)."""
     import zarr
 
     kwargs = {"zarr_format": 2} if int(zarr.__version__.split(".")[0]) >= 3 else {}
@@ -450,7 +450,8 @@ def _ngff_image(path: Path, data: np.ndarray, scale: list[float], channels: list
                 {"type": "scale", "scale": [1.0, 1.0, scale[0], scale[1] * 2, scale[2] * 2]}]},
         ],
     }]
-    group.attrs["omero"] = {"channels": [{"label": name} for name in channels]}
+    if channels is not None:
+        group.attrs["omero"] = {"channels": [{"label": name} for name in channels]}
 
 
 def test_ngff_image_opens_lazily(tmp_path):
@@ -466,6 +467,17 @@ def test_ngff_image_opens_lazily(tmp_path):
     assert image.attrs["reader"] == "bioio-ome-zarr"
     np.testing.assert_array_equal(image.values, data)
     assert list_scenes(path)[0] == image.attrs["scene"]
+
+
+def test_ngff_image_without_omero_metadata(tmp_path):
+    # bioio-ome-zarr < 1.2 (picked beside the aicsimageio extra) recursed without end here
+    data = np.random.default_rng(4).integers(0, 4000, (1, 2, 1, 64, 64), dtype=np.uint16)
+    path = tmp_path / "plain.ome.zarr"
+    _ngff_image(path, data, [1.0, 0.5, 0.5], None)
+    image = open_image(path)
+    assert image.shape == data.shape and image.attrs["reader"] == "bioio-ome-zarr"
+    assert len(image.attrs["channel_names"]) == 2 and len(set(image.attrs["channel_names"])) == 2
+    np.testing.assert_array_equal(image.values, data)
 
 
 def test_ome_zarr_must_be_a_folder(tmp_path):

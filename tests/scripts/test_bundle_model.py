@@ -40,11 +40,13 @@ def test_bundling_copies_a_loadable_model(tmp_path, monkeypatch):
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["tiny_restore"]  # no partial folder left
 
 
-def test_bundling_keeps_the_size_model(tmp_path, monkeypatch):
+def test_bundling_keeps_the_size_model_and_portable_stages(tmp_path, monkeypatch):
     net = CellposeUNet((2, 4, 8), nout=3, diam_mean=30.0)
     save_checkpoint(net, tmp_path / "src" / "weights.pth", {})
     (tmp_path / "src" / "size_model.npz").write_bytes(b"size model bytes")
     monkeypatch.setattr(bundle, "MODELS", tmp_path / "models")
     (tmp_path / "models").mkdir()
-    assert bundle.main([str(tmp_path / "src"), "tiny_cells"]) == 0
+    assert bundle.main([str(tmp_path / "src"), "tiny_cells", "--stage", "weights /data/runs/x/weights.pth, 9 s"]) == 0
     assert (tmp_path / "models" / "tiny_cells" / "size_model.npz").read_bytes() == b"size model bytes"
+    stages = json.loads((tmp_path / "models" / "tiny_cells" / "config.json").read_text())["provenance"]["stages"]
+    assert stages == ["weights x/weights.pth, 9 s"]  # stage texts lose the machine's paths too

@@ -15,7 +15,9 @@ TIFF       bioio-tifffile with ``dim_order`` set to the axes from
            :func:`~cellseg_bridge.io._backends.tiff._tiff_layout`; pixel sizes by
            the project's TIFF rules
 PNG/JPEG   bioio-imageio
-OME-Zarr   bioio-ome-zarr (NGFF folders, our ``*_labels.ome.zarr`` included)
+OME-Zarr   bioio-ome-zarr (NGFF folders, our ``*_labels.ome.zarr`` included);
+           before 1.2, channel names as 1.2 reads them
+           (:func:`_ome_zarr_reader`)
 =========  ====================================================================
 
 TIFF planes larger than 4096 pixels along Y or X are read in tiles through
@@ -29,6 +31,7 @@ the default reader falls back to aicsimageio, which that extra installed.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +75,50 @@ def _reader_class(kind: str) -> type:
         module = importlib.import_module(plugin.replace("-", "_"))
     except ImportError as exc:
         raise DependencyError(f"reading {kind} files needs the package {plugin!r}: {exc}") from exc
+    if kind == "OME-Zarr" and _version_tuple(plugin) < (1, 2):
+        return _ome_zarr_reader(module.Reader)
     return module.Reader
+
+
+def _version_tuple(dist: str) -> tuple[int, ...]:
+    """The leading numbers of an installed distribution's version, ``(0,)`` when unknown."""
+    try:
+        version = importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return (0,)
+    numbers = []
+    for part in version.split("."):
+        digits = "".join(ch for ch in part if ch.isdigit()) if part[:1].isdigit() else ""
+        if not digits:
+            break
+        numbers.append(int(digits))
+    return tuple(numbers) or (0,)
+
+
+def _ome_zarr_reader(base: type) -> type:
+    """bioio-ome-zarr < 1.2 with channel names read as 1.2 reads them.
+
+    pip picks bioio-ome-zarr 1.0 beside the aicsimageio extra (which holds zarr
+    below 2.16; 1.2 needs zarr 2.18). Its ``channel_names`` falls back, for an
+    image without ``omero`` metadata (our own ``*_labels.ome.zarr``), to the base
+    class, which builds ``xarray_dask_data``, whose coordinates ask for
+    ``channel_names`` again: RecursionError. Here the names come from ``omero``
+    or are None (bioio then names the channels ``Channel:<scene>:<index>``).
+    """
+
+    class Reader(base):  # type: ignore[valid-type,misc]
+        @property
+        def channel_names(self) -> list[str] | None:
+            if self._channel_names is None:
+                omero = self._zarr.root_attrs.get("omero")
+                channels = omero.get("channels") if isinstance(omero, dict) else None
+                if channels:
+                    self._channel_names = [str(c.get("label", i)) for i, c in enumerate(channels)]
+            return self._channel_names
+
+    Reader.__name__ = Reader.__qualname__ = base.__name__
+    Reader.__module__ = base.__module__
+    return Reader
 
 
 def _bioimage(path: Path, kind: str) -> Any:
