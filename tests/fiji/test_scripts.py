@@ -92,6 +92,23 @@ def test_segment_current_image_fills_roi_manager_and_label_image(jython, tiny_mo
     assert np.array_equal(np.array(result["labels_lut"]), label_lut())  # Jython LUT == Python LUT
 
 
+@pytest.mark.slow
+def test_segment_current_image_with_model_auto_gives_whole_cells(jython, shared_data, tmp_path):
+    """A phase-contrast field (Usiigaci test split) with ``model=auto``: the phase specialist, whole-cell ROIs."""
+    from cellseg_bridge.core.metrics import average_precision
+    from cellseg_bridge.datasets import usiigaci
+
+    field = shared_data / "usiigaci" / "set41"
+    result, log = run_script(jython, "Segment_Current_Image.py", f"imp={field / 'raw.tif'}", "model=auto",
+                             f"output_dir={tmp_path}", display=True)
+    assert result["ok"], log[-3000:]
+    assert result["model_choice"]["model"] == "cells_phase" and "model auto chose cells_phase" in log
+    assert result["roi_target"] == "manager" and result["n_rois"] == result["n_rois_now"] == result["n_cells"] > 20
+    labels = open_image(result["outputs"]["labels"]).values[0, 0, 0]
+    truth = usiigaci.load_labels(field)
+    assert average_precision(truth, labels, 0.5)[0][0] > 0.6  # whole cells, not nuclei or fragments
+
+
 def test_batch_folder_segments_vendor_files(jython, tiny_model, shared_data, tmp_path):
     folder = shared_data / "formats" / "czi"
     result, log = run_script(jython, "Batch_Folder.py", f"input_dir={folder}", "pattern=s_1_t_1_c_1_z_1.czi",

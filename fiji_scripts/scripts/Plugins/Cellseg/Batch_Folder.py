@@ -1,7 +1,7 @@
 #@ File (label="Input folder", style="directory") input_dir
 #@ String (label="File pattern (e.g. *.czi)", value="*") pattern
 #@ File (label="Output folder", style="directory") output_dir
-#@ String (label="Model (empty: default)", value="") model
+#@ String (label="Model (empty: default; auto: chosen by image style)", value="") model
 #@ Float (label="Cell diameter in pixels (0: the model's)", value=0) diameter
 #@ String (label="Channel (0-based index or name; empty: default)", value="") channel
 #@ Boolean (label="Include sub-folders", value=false) recursive

@@ -1,5 +1,5 @@
 #@ ImagePlus imp
-#@ String (label="Model (empty: default)", value="") model
+#@ String (label="Model (empty: default; auto: chosen by image style)", value="") model
 #@ Float (label="Cell diameter in pixels (0: the model's)", value=0) diameter
 #@ String (label="Channel (0-based index or name; empty: default)", value="") channel
 #@ String (label="Cell probability threshold (empty: default)", value="") cellprob_threshold
@@ -71,6 +71,9 @@ def main(p, cli):
     target, before = cf.push_rois(imp, rois, append)
     cf.IJ.log("Cellseg: %d cells in %s; %d ROIs added to the %s (%d there before)"
               % (item["n_cells"], imp.getTitle(), len(rois), "ROI Manager" if target == "manager" else "overlay", before))
+    choice = item.get("model_choice")
+    if choice:  # model=auto: the zoo model the image's style picked
+        cf.IJ.log("Cellseg: model auto chose %s (confidence %.2f)" % (choice["model"], choice["confidence"]))
     cal = labels.getCalibration()
     return {
         "ok": True, "n_cells": item["n_cells"], "diameter": item.get("diameter"), "outputs": outputs,
@@ -79,7 +82,7 @@ def main(p, cli):
         "n_rois_now": cf.roi_count(imp, target),
         "labels_dimensions": list(labels.getDimensions()), "max_label": max_label,
         "labels_calibration": [cal.pixelWidth, cal.pixelHeight, cal.pixelDepth, cal.getUnit()],
-        "model": report.get("model"),
+        "model": report.get("model"), "model_choice": choice,
         "labels_lut": [[lut.getRed(i), lut.getGreen(i), lut.getBlue(i)] for lut in [labels.getProcessor().getLut()]
                        for i in range(256)],
     }
