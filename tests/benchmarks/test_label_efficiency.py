@@ -104,3 +104,99 @@ def test_invert_is_one_minus_the_normalised_image():
     a = normalize_percentile(img, 1.0, 99.0)
     b = normalize_percentile(inv, 1.0, 99.0)
     np.testing.assert_allclose(b, 1.0 - a, atol=1e-4)
+
+
+# --------------------------------------------------------------------------- whole-cell mode (Usiigaci), end to end
+
+
+def test_pretrain_spec_refuses_the_target_and_bad_weights():
+    assert le.parse_pretrain_spec("bbbc030:0.4,dsb2018:0.6") == [("bbbc030", 0.4), ("dsb2018", 0.6)]
+    assert le.parse_pretrain_spec("bbbc030") == [("bbbc030", 1.0)]
+    with pytest.raises(ValueError, match="usiigaci"):
+        le.parse_pretrain_spec("bbbc030:0.4,usiigaci:0.6")
+    with pytest.raises(ValueError, match="unknown"):
+        le.parse_pretrain_spec("cyto2:1")
+    with pytest.raises(ValueError, match="positive"):
+        le.parse_pretrain_spec("bbbc030:0")
+
+
+def test_timed_table_has_train_and_cpu_seconds():
+    rows = [{"model": "pretrained", "n_rois": 0, "seed": 0, "n_images": 0, "ap50": 0.5, "ap75": 0.2, "ap90": 0.0,
+             "train_seconds": 100.4, "run_cpu_seconds": 190.0},
+            *({"model": m, "n_rois": 50, "seed": s, "n_images": 1, "ap50": 0.1, "ap75": 0.0, "ap90": 0.0,
+               "train_seconds": 10.0 + s, "run_cpu_seconds": ""} for m in ("finetune", "scratch") for s in (1, 0))]
+    text = le.markdown_table(rows, "T", times=True)
+    assert "| AP@0.9 | train s | CPU s |" in text
+    assert "| 0 | 0 | pretrained only | 0.500 | 0.200 | 0.000 | 100 | 190 |" in text
+    assert "| 50 | 1 | fine-tuned | 0.100 ± 0.000 | 0.000 ± 0.000 | 0.000 ± 0.000 | 10/11 | ?/? |" in text
+    assert "train s" not in le.markdown_table(rows, "T")  # the dsb2018 table is unchanged
+
+
+@pytest.mark.slow
+def test_usiigaci_mode_end_to_end_with_real_roi_exports(shared_data, tmp_path, monkeypatch):
+    """``--dataset usiigaci --quick`` on tiny settings: pretraining without Usiigaci, a 50-ROI subset of
+    the Fiji RoiSet.zip exports, both arms, test scores against the label PNGs; a rerun trains nothing."""
+    import csv
+    import json
+
+    from cellseg_bridge.datasets import usiigaci
+
+    out = tmp_path / "le_cells"
+    args = ["--dataset", "usiigaci", "--quick", "--out", str(out), "--rois", "50", "--seeds", "0",
+            "--max-pretrain-images", "2", "--max-test-images", "1", "--batch-size", "2", "--crop", "96"]
+    assert le.main(args) == 0
+
+    rows = list(csv.DictReader((out / "scores.csv").open()))
+    assert [(r["model"], r["n_rois"]) for r in rows] == [("pretrained", "0"), ("finetune", "50"), ("scratch", "50")]
+    for r in rows:
+        assert 0.0 <= float(r["ap50"]) <= 1.0 and float(r["train_seconds"]) > 0
+        assert float(r["run_cpu_seconds"]) > 0 and float(r["run_wall_seconds"]) >= float(r["train_seconds"])
+    table = (out / "label_efficiency.md").read_text()
+    assert "| train s | CPU s |" in table and "1 of the 5 Usiigaci test fields" in table
+
+    # the pretraining saw bbbc030 and dsb2018 only, drawn 0.4 / 0.6
+    prov = json.loads((out / "pretrained" / "config.json").read_text())["provenance"]
+    assert [(d["name"], d["weight"]) for d in prov["datasets"]] == [("bbbc030", 0.4), ("dsb2018", 0.6)]
+    # the subset: ROIs of a train field that has a RoiSet.zip, counted on the labels rasterised from it
+    parts = json.loads((out / "subsets.json").read_text())["r50_s0"]
+    assert sum(p["n_rois"] for p in parts) == 50
+    split = dict(line.split("\t") for line in (shared_data / "usiigaci" / "split.tsv").read_text().split("\n")[1:]
+                 if line)
+    for p in parts:
+        folder = shared_data / "usiigaci" / p["image_id"]
+        assert split[p["image_id"]] == "train" and usiigaci.roi_path(folder) is not None
+        lab = usiigaci.labels_from_rois(folder, usiigaci.load_image(folder).shape)
+        _, crop = le.crop_part(lab, lab, le.SubsetPart(p["index"], p["side"], p["depth"], p["n_rois"]))
+        assert _n(crop) == p["n_rois"]
+
+    def no_training(*a, **k):
+        raise AssertionError("a finished run was trained again")
+
+    import cellseg_bridge.training
+
+    monkeypatch.setattr(cellseg_bridge.training, "train", no_training)
+    assert le.main(args) == 0  # everything skipped, scores from the caches
+    assert list(csv.DictReader((out / "scores.csv").open())) == rows
+
+
+def test_a_pretrained_model_that_saw_usiigaci_is_refused(tmp_path):
+    import json
+
+    def model(folder, prov):
+        folder.mkdir()
+        (folder / "weights.pth").write_bytes(b"")
+        (folder / "config.json").write_text(json.dumps({"provenance": prov}))
+        return folder / "weights.pth"
+
+    clean = model(tmp_path / "clean", {"datasets": [{"name": "bbbc030"}, {"name": "dsb2018"}]})
+    le._check_pretrained(clean, "usiigaci")
+    mixed = model(tmp_path / "mixed", {"datasets": [{"name": "usiigaci"}, {"name": "dsb2018"}]})
+    with pytest.raises(ValueError, match="usiigaci"):
+        le._check_pretrained(mixed, "usiigaci")
+    child = model(tmp_path / "child", {"pretrained": str(mixed)})  # fine-tuned from a model that saw it
+    with pytest.raises(ValueError, match="usiigaci"):
+        le._check_pretrained(child, "usiigaci")
+    le._check_pretrained(model(tmp_path / "child2", {"pretrained": str(clean)}), "usiigaci")
+    for bundled in ("cells", "cells_phase"):  # both saw the Usiigaci train fields
+        with pytest.raises(ValueError, match="usiigaci"):
+            le._check_pretrained(le.REPO / "cellseg_bridge" / "models" / bundled / "weights.pth", "usiigaci")
