@@ -37,7 +37,7 @@ import numpy as np
 import tifffile
 
 from _common import Row, shared_data
-from cellseg_bridge.convert import convert
+from cellseg_bridge.batch.convert import convert
 
 log = logging.getLogger("benchmarks")
 
@@ -132,7 +132,7 @@ def _best_convert(files: list[Path], out: Path, readers: Sequence[str], repeat: 
 _CHILD = """
 import json, sys, time
 from pathlib import Path
-from cellseg_bridge.convert import convert
+from cellseg_bridge import convert
 files, out, repeat = [Path(p) for p in sys.argv[1].split("\\n")], Path(sys.argv[2]), int(sys.argv[3])
 best = float("inf")
 for i in range(repeat + 1):  # run 0 warms imports and the file cache, untimed

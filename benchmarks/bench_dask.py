@@ -55,7 +55,7 @@ def bench_seam(shared: Path, size: int, chunk_size: int) -> dict:
     from cellseg_bridge.core.chunk_merge import chunk_grid, split_cells
     from cellseg_bridge.core.metrics import average_precision
     from cellseg_bridge.distributed import segment_large
-    from cellseg_bridge.segment import load_model, segment
+    from cellseg_bridge.segmentation.pipeline import load_model, segment
 
     image = mosaic(shared, size)
     model = load_model(_model_path(shared), "cpu")
@@ -167,7 +167,8 @@ def bench_scaling(shared: Path, n_files: int) -> dict:
     """Many files: 1 worker vs 2 workers (LocalCluster, 1 thread each), full-width net."""
     import tifffile
 
-    from cellseg_bridge.distributed import dask_client, segment_files_distributed
+    from cellseg_bridge.batch.segment import segment_files
+    from cellseg_bridge.distributed import dask_client
 
     img = mosaic(shared, 2048)
     out: dict = {"files": n_files}
@@ -182,9 +183,9 @@ def bench_scaling(shared: Path, n_files: int) -> dict:
             with dask_client(workers=workers, threads_per_worker=1) as client:
                 client.run(_warm, str(_model_path(shared)))  # model loaded, numba compiled: not timed
                 tic = time.perf_counter()
-                report = segment_files_distributed([tmp / "in"], tmp / f"out{workers}", client=client,
-                                                   model=str(_model_path(shared)), diameter=DIAMETER,
-                                                   outputs=("labels",), quiet=True, device="cpu")
+                report = segment_files([tmp / "in"], tmp / f"out{workers}", client=client,
+                                       model=str(_model_path(shared)), diameter=DIAMETER,
+                                       outputs=("labels",), quiet=True, device="cpu")
                 out[f"seconds_{workers}_worker"] = round(time.perf_counter() - tic, 2)
                 assert report.ok, report.failed
     out["speedup"] = round(out["seconds_1_worker"] / out["seconds_2_worker"], 2)
@@ -193,7 +194,7 @@ def bench_scaling(shared: Path, n_files: int) -> dict:
 
 def _warm(model: str) -> None:
     from cellseg_bridge.distributed.models import cached_model
-    from cellseg_bridge.segment import segment
+    from cellseg_bridge.segmentation.pipeline import segment
 
     segment(np.random.default_rng(0).random((64, 64)).astype(np.float32), cached_model(model, "cpu"), diameter=DIAMETER)
 

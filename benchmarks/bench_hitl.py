@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cellseg_bridge.hitl import format_status, init_project  # noqa: E402
 from cellseg_bridge.io.roi_export import labels_to_rois, write_roi_zip  # noqa: E402
-from cellseg_bridge.synthetic import NucleiSpec, synthetic_nuclei  # noqa: E402
+from cellseg_bridge.datasets.synthetic import NucleiSpec, synthetic_nuclei  # noqa: E402
 
 log = logging.getLogger("benchmarks")
 

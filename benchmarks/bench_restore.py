@@ -67,7 +67,7 @@ from cellseg_bridge.core.metrics import average_precision  # noqa: E402
 from cellseg_bridge.datasets import dsb2018  # noqa: E402
 from cellseg_bridge.errors import InputError  # noqa: E402
 from cellseg_bridge.restoration.api import load_restore_model, restore  # noqa: E402
-from cellseg_bridge.segment import load_model, segment  # noqa: E402
+from cellseg_bridge.segmentation.pipeline import load_model, segment  # noqa: E402
 from cellseg_bridge.training.data import median_diameter  # noqa: E402
 
 logger = logging.getLogger("bench_restore")

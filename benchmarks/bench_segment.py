@@ -79,7 +79,7 @@ def _worker(args: argparse.Namespace) -> dict:
     torch.set_num_threads(THREADS)
     from cellseg_bridge.nn.precision import autocast_dtype
     from cellseg_bridge.nn.net import CellposeUNet
-    from cellseg_bridge.segment import segment
+    from cellseg_bridge.segmentation.pipeline import segment
 
     net_stats = {"pixels": 0, "seconds": 0.0, "calls": 0}
     encode, decode = CellposeUNet.encode, CellposeUNet.decode
@@ -140,9 +140,9 @@ def run() -> list[Row]:
     if weights is None:
         return []
     try:
-        import cellseg_bridge.segment  # noqa: F401
+        import cellseg_bridge.segmentation.pipeline  # noqa: F401
     except ImportError as exc:
-        log.warning("cellseg_bridge.segment not importable (%s): segment benchmark skipped", exc)
+        log.warning("cellseg_bridge.segmentation.pipeline not importable (%s): segment benchmark skipped", exc)
         return []
     img = mosaic(shared, SIZE)
     small = next(i for i in test_fluo_ids(shared) if read_gray(shared, i).shape == (256, 256))

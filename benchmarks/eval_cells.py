@@ -8,7 +8,7 @@ gives every model the ground truth's median diameter instead). AP = TP / (TP +
 FP + FN) at IoU 0.5 / 0.75 / 0.9, averaged over the images of a group.
 
 ``--auto`` adds the row ``auto``: the generalist's style picks a zoo model per
-image (:mod:`cellseg_bridge.nn.suggest`), and that model's segmentation of the
+image (:mod:`cellseg_bridge.segmentation.suggest`), and that model's segmentation of the
 image is scored (the same segmentation ``--model auto`` produces). It also
 prints how often the choice is the specialist of the image's own dataset.
 
@@ -69,7 +69,7 @@ def test_samples(max_per_group: int | None = None) -> dict[str, list]:
 
 def score_image(model, sample, true_diameter: bool) -> dict:
     """Segment one sample with a loaded model; AP at 0.5/0.75/0.9 and what was used."""
-    from cellseg_bridge.segment import segment
+    from cellseg_bridge.segmentation.pipeline import segment
 
     diameter = median_diameter(sample.labels)[0] if true_diameter else None
     tic = time.perf_counter()
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="JSON with per-image scores, choices and the table")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from cellseg_bridge.segment import load_model
+    from cellseg_bridge.segmentation.pipeline import load_model
 
     groups = test_samples(args.max_per_group)
     samples = [s for g in groups.values() for s in g]
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         logger.info("%s scored in %.0f s", name, time.perf_counter() - t0)
         _write(args.out, report)
     if args.auto:
-        from cellseg_bridge.nn.suggest import load_auto_model
+        from cellseg_bridge.segmentation.suggest import load_auto_model
 
         auto = load_auto_model("cpu")
         choices, per_image = {}, {}

@@ -30,7 +30,7 @@ from _common import shared_data  # noqa: E402
 
 from cellseg_bridge.core.metrics import average_precision  # noqa: E402
 from cellseg_bridge.datasets import dsb2018  # noqa: E402
-from cellseg_bridge.segment import load_model, segment  # noqa: E402
+from cellseg_bridge.segmentation.pipeline import load_model, segment  # noqa: E402
 
 logger = logging.getLogger("eval_nuclei")
 GROUPS = ("fluo", "color", "bf_gray")

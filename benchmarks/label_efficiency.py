@@ -379,7 +379,7 @@ def score_model(weights: Path, test, eval_diameter: str, device: str, cache_dir:
         ``ap50``, ``ap75``, ``ap90`` (means), ``seconds`` and ``per_image`` (AP, TP, FP, FN, diameter).
     """
     from cellseg_bridge.core.metrics import average_precision
-    from cellseg_bridge.segment import load_model, segment
+    from cellseg_bridge.segmentation.pipeline import load_model, segment
     from cellseg_bridge.training.data import median_diameter
 
     cache = cache_dir / f"test_scores_{eval_diameter}.json"

@@ -2,7 +2,7 @@
 
 Writes, for seeds 0..2, ``nuclei_0N.ome.tif`` (uint16 fluorescence, one channel named
 "DAPI", 0.65 µm pixels) and ``nuclei_0N_masks.ome.tif`` (its exact ground-truth labels),
-using :func:`cellseg_bridge.synthetic.synthetic_nuclei`. Outputs are deterministic.
+using :func:`cellseg_bridge.datasets.synthetic.synthetic_nuclei`. Outputs are deterministic.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from cellseg_bridge.datasets.synthetic import NucleiSpec, synthetic_nuclei
 from cellseg_bridge.io.writers import write_labels, write_ome_tiff
-from cellseg_bridge.synthetic import NucleiSpec, synthetic_nuclei
 
 HERE = Path(__file__).resolve().parent
 PIXEL_SIZE_UM = 0.65

@@ -3,7 +3,7 @@
 Writes ``style_index.npz`` into the generalist's folder (``--out`` elsewhere).
 Each ``--zoo MODEL=DATASET`` names a zoo model and the shared dataset whose TRAIN
 split it was trained on; the generalist's style of every such image is stored
-with the model's name (:class:`cellseg_bridge.nn.suggest.StyleIndex`).
+with the model's name (:class:`cellseg_bridge.segmentation.suggest.StyleIndex`).
 
 Usage::
 
@@ -23,8 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from cellseg_bridge import datasets  # noqa: E402
-from cellseg_bridge.nn.suggest import STYLE_INDEX_NAME, fit_style_index  # noqa: E402
-from cellseg_bridge.segment import load_model  # noqa: E402
+from cellseg_bridge.segmentation.suggest import STYLE_INDEX_NAME, fit_style_index  # noqa: E402
+from cellseg_bridge.segmentation.pipeline import load_model  # noqa: E402
 
 log = logging.getLogger("fit_style_index")
 

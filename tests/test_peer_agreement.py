@@ -122,9 +122,9 @@ MODES = {"float32": {"precision": "float32"}, "default_options": {}}
 def test_segment_agrees_with_peer_end_to_end(golden, shared_data, shared_models, mode):
     """(b) Our segment() with the same checkpoint agrees with the peer's eval masks."""
     try:
-        from cellseg_bridge.segment import segment
+        from cellseg_bridge.segmentation.pipeline import segment
     except ImportError as exc:
-        pytest.skip(f"cellseg_bridge.segment is not importable yet: {exc}")
+        pytest.skip(f"cellseg_bridge.segmentation.pipeline is not importable yet: {exc}")
     checkpoint = shared_models / CHECKPOINT
     if not checkpoint.is_file():
         pytest.skip(f"peer checkpoint not found at {checkpoint}")

@@ -99,7 +99,7 @@ def random_affine(
     -------
     AffineParams
     """
-    crop_yx = (int(crop), int(crop)) if np.isscalar(crop) else (int(crop[0]), int(crop[1]))
+    crop_yx = (int(crop[0]), int(crop[1])) if isinstance(crop, (tuple, list)) else (int(crop), int(crop))
     factor = 1.0 - scale_range / 2 + scale_range * rng.random()
     scale = float(base_scale * factor)
     theta = float(2 * math.pi * rng.random()) if rotate else 0.0

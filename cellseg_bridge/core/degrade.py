@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage, signal
 
+from cellseg_bridge.config import RESTORE_KINDS
 from cellseg_bridge.core import transforms
 
 __all__ = [
@@ -50,8 +51,6 @@ __all__ = [
     "stripe_noise",
 ]
 
-#: Kinds of restoration (and of the degradation each is trained on).
-RESTORE_KINDS = ("denoise", "deblur", "upsample", "oneclick", "aniso")
 #: Object diameter (px) at which blur sigmas are quoted (Cellpose 3: cyto3's diam_mean).
 REFERENCE_DIAMETER = 30.0
 #: Largest major-axis sigma (px at REFERENCE_DIAMETER) of the ``aniso`` training blur.
@@ -137,10 +136,11 @@ def downsample(img: np.ndarray, factor: float) -> np.ndarray:
     a = _image(img)
     if not factor >= 1:
         raise ValueError(f"downsampling factor must be >= 1, got {factor}")
-    small = tuple(max(1, int(round(n / factor))) for n in a.shape)
-    if small == a.shape:
+    shape = (int(a.shape[-2]), int(a.shape[-1]))
+    small = (max(1, int(round(shape[0] / factor))), max(1, int(round(shape[1] / factor))))
+    if small == shape:
         return a.copy()
-    return transforms.resize(transforms.resize(a, small), a.shape).astype(np.float32)
+    return transforms.resize(transforms.resize(a, small), shape).astype(np.float32)
 
 
 def stripe_noise(

@@ -1,5 +1,8 @@
 """Mask reconstruction from flows: follow the flows, cluster end points, clean up.
 
+Long module: one algorithm (Cellpose's ``compute_masks``) whose numba kernels and steps share
+its conventions and are tested together; split, its pieces would not be usable alone.
+
 This is the Cellpose 3.1 post-processing (``compute_masks``), re-implemented for
 speed with numba. The rules, and where they come from:
 

@@ -68,8 +68,8 @@ def stitch_planes(labels: np.ndarray, threshold: float = 0.25) -> np.ndarray:
             ca, pb, iou = ca[keep], pb[keep], iou[keep]
             if iou.size:
                 # for each previous-plane object, only its best current mask(s) may continue it
-                best_prev = {}
-                for c, p, v in zip(ca, pb, iou):
+                best_prev: dict[int, float] = {}
+                for _c, p, v in zip(ca, pb, iou):
                     best_prev[p] = max(best_prev.get(p, 0.0), v)
                 best_cur: dict[int, tuple[float, int]] = {}
                 for c, p, v in zip(ca, pb, iou):

@@ -1,6 +1,6 @@
 """Network output of one chunk on the tile grid of the whole plane.
 
-:func:`cellseg_bridge.segment.segment` runs the network on the whole plane:
+:func:`cellseg_bridge.segmentation.pipeline.segment` runs the network on the whole plane:
 bilinear resize by ``rescale``, zero padding, tiles at positions that depend
 on the plane size, blending, resize back. A chunk segmented on its own would
 see other tile positions, and the network output (the style vector is an

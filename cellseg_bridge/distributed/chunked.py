@@ -5,7 +5,7 @@ plane into cores of ``chunk_size`` grown by ``overlap`` (at least twice the
 diameter; default ``ceil(2 * diameter)``), and segments every chunk:
 
 - normalisation with percentiles of the whole plane (the rule of
-  :func:`~cellseg_bridge.segment.segment`: a strided subsample above 224³ pixels);
+  :func:`~cellseg_bridge.segmentation.pipeline.segment`: a strided subsample above 224³ pixels);
 - the network on the whole plane's tile grid (:mod:`.chunk_network`), so the
   flows in a chunk are those of the whole-plane pass;
 - masks (:func:`~cellseg_bridge.core.dynamics.compute_masks`) on the chunk,
@@ -53,7 +53,7 @@ from cellseg_bridge.distributed.chunk_network import PlaneGrid, chunk_network_ou
 from cellseg_bridge.distributed.models import cached_model
 from cellseg_bridge.distributed.plane_source import PlaneSource, open_plane_source, plane_percentiles
 from cellseg_bridge.errors import InputError
-from cellseg_bridge.nn.suggest import AUTO
+from cellseg_bridge.segmentation.suggest import AUTO
 
 log = logging.getLogger(__name__)
 
@@ -171,18 +171,13 @@ def _chunk_task(source: PlaneSource | np.ndarray, chunk: Chunk, params: _ChunkPa
     return _ChunkOutput(labels=labels, owned=owned, truncated=int(cut.size), seconds=time.perf_counter() - tic)
 
 
-def _options(options: dict[str, Any]) -> SegmentOptions:
-    names = {f.name for f in dataclasses.fields(SegmentOptions)}
-    unknown = sorted(set(options) - names)
-    if unknown:
-        raise InputError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-    opts = dataclasses.replace(DEFAULTS.segment, **options)
+def _options(options: SegmentOptions | None, overrides: dict[str, Any]) -> SegmentOptions:
+    """The options (validated by the dataclass), and what chunked segmentation cannot do."""
+    opts = SegmentOptions.derive(options, **overrides)
     if opts.augment:
         raise InputError("test-time augmentation is not available for chunked segmentation")
     if opts.tile_size <= 0:
         raise InputError("chunked segmentation needs network tiles (tile_size > 0)")
-    if opts.diameter is not None and not (math.isfinite(opts.diameter) and opts.diameter > 0):
-        raise InputError(f"diameter must be a positive number or None, got {opts.diameter}")
     return opts
 
 
@@ -192,7 +187,7 @@ def _diameter(opts: SegmentOptions, model: Any, source: PlaneSource) -> float:
         return float(opts.diameter)
     if model.size_model is None:
         return float(model.diam_labels)
-    from cellseg_bridge.segment import segment
+    from cellseg_bridge.segmentation.pipeline import segment
 
     ly, lx = source.shape
     h, w = min(ly, 1024), min(lx, 1024)
@@ -305,7 +300,8 @@ def segment_large(
     client: Any = None,
     max_pending: int | None = None,
     overwrite: bool = False,
-    **options: Any,
+    options: SegmentOptions | None = None,
+    **overrides: Any,
 ) -> LargeResult:
     """Segment a 2D image of any size chunk by chunk, with labels merged across chunk borders.
 
@@ -335,7 +331,9 @@ def segment_large(
         Chunks in flight on the cluster (default: 2 per worker thread + 1).
     overwrite : bool
         Replace existing outputs.
-    **options
+    options : SegmentOptions, optional
+        The segmentation options (default ``DEFAULTS.segment``); ``**overrides`` change single fields.
+    **overrides
         :class:`~cellseg_bridge.config.SegmentOptions` fields (``diameter``,
         ``channel``, ``nuclear_channel``, ``cellprob_threshold``,
         ``flow_threshold``, ``tile_size``, ``device``, ...).
@@ -351,7 +349,7 @@ def segment_large(
         the diameter, an image that is not a 2D plane, outputs that exist.
     """
     t_start = time.perf_counter()
-    opts = _options(options)
+    opts = _options(options, overrides)
     dist = DEFAULTS.distributed
     chunk_size = int(chunk_size or dist.chunk_size)
     if chunk_size < 16:

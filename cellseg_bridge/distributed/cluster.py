@@ -63,7 +63,7 @@ def dask_client(
         finally:
             client.close()
         return
-    if workers < 1:
+    if workers is None or workers < 1:  # None: excluded above (a scheduler was given)
         raise InputError(f"workers must be >= 1, got {workers}")
     cluster_options.setdefault("dashboard_address", None)
     cluster_options.setdefault("silence_logs", logging.WARNING)

@@ -32,7 +32,7 @@ def cached_model(spec: Any, device: str = "auto", kind: str = "segment") -> Any:
     device : str
         Device for loading (``"auto"``, ``"cpu"``, ``"cuda"``, ...).
     kind : {"segment", "restore"}
-        A segmentation model (:func:`cellseg_bridge.segment.load_model`) or a
+        A segmentation model (:func:`cellseg_bridge.segmentation.pipeline.load_model`) or a
         restoration model (:func:`cellseg_bridge.restoration.api.load_restore_model`).
     """
     if not isinstance(spec, (str, Path)):
@@ -44,11 +44,13 @@ def cached_model(spec: Any, device: str = "auto", kind: str = "segment") -> Any:
         model = _CACHE.get(key)
         if model is None:
             if kind == "segment":
-                from cellseg_bridge.segment import load_model
-            else:
-                from cellseg_bridge.restoration.api import load_restore_model as load_model
+                from cellseg_bridge.segmentation.pipeline import load_model
 
-            model = load_model(spec, device)
+                model = load_model(spec, device)
+            else:
+                from cellseg_bridge.restoration.api import load_restore_model
+
+                model = load_restore_model(spec, device)
             _CACHE[key] = model
             _LOADS.append(str(spec))
             log.info("model %s loaded in this process (device %s)", spec, device)

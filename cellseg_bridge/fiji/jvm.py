@@ -166,9 +166,10 @@ def start_fiji(fiji: str | Path | None = None, mode: str = "headless") -> object
     """
     if mode not in FIJI_MODES:
         raise DependencyError(f"unknown Fiji mode {mode!r}; use one of {FIJI_MODES}")
-    if fiji is None and find_fiji() is None:
+    found = fiji if fiji is not None else find_fiji()
+    if found is None:
         raise DependencyError("no Fiji installation given: pass --fiji PATH or set FIJI_HOME")
-    root = check_fiji(fiji if fiji is not None else find_fiji())
+    root = check_fiji(found)
     if find_java() is None:
         raise DependencyError("Java was not found: install a JDK (e.g. apt-get install default-jdk) or set JAVA_HOME")
     try:

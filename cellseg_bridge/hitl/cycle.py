@@ -227,7 +227,7 @@ def train_cycle(
             if evaluate:
                 # score the new model while it is still the partial folder's weights
                 project._models.pop((key, str(device)), None)
-                from cellseg_bridge.segment import load_model
+                from cellseg_bridge.segmentation.pipeline import load_model
 
                 project._models[(key, str(device))] = load_model(result.weights, device)
                 score = holdout_score(project, key, device=device)

@@ -1,5 +1,8 @@
 """A headless human-in-the-loop (HITL) project: images, predictions, corrections, cycles.
 
+Long module: the methods of one object (init, next, add, train, status) that share its
+manifest and lock; the steps they delegate live in the sibling modules.
+
 Project folder layout (``DIR`` given to :func:`init_project`)::
 
     DIR/hitl_project.json              the manifest (the only state; replaced atomically)
@@ -152,13 +155,8 @@ def _describe_image(path: Path) -> dict[str, Any]:
 
 
 def _check_train_options(options: dict[str, Any] | None) -> dict[str, Any]:
-    import dataclasses
-
     options = dict(options or {})
-    names = {f.name for f in dataclasses.fields(TrainOptions)}
-    unknown = sorted(set(options) - names)
-    if unknown:
-        raise InputError(f"unknown training option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    TrainOptions.derive(None, **options)  # unknown names, wrong types, values out of range
     fixed = sorted(set(options) & _FIXED_TRAIN)
     if fixed:
         raise InputError(
@@ -194,7 +192,7 @@ def init_project(
         Initial (pretrained) model, registry name or checkpoint; default
         ``DEFAULTS.hitl.model``. Every cycle fine-tunes from it.
     channel, nuclear_channel : int or str, optional
-        Channels to segment (as for :func:`~cellseg_bridge.segment.segment`).
+        Channels to segment (as for :func:`~cellseg_bridge.segmentation.pipeline.segment`).
     diameter : float, optional
         Cell diameter (pixels) for predictions and held-out AP; None: the
         model's size model, else its training diameter.
@@ -376,7 +374,7 @@ class HitlProject:
         return str(path.relative_to(self.directory))
 
     def _load_model(self, key: str, device: str):
-        from cellseg_bridge.segment import load_model
+        from cellseg_bridge.segmentation.pipeline import load_model
 
         cache_key = (key, str(device))
         if cache_key not in self._models:
@@ -391,7 +389,7 @@ class HitlProject:
 
     def predict(self, rec: dict[str, Any], key: str, device: str = "auto") -> np.ndarray:
         """Segment an image of the project with model ``key``; returns 2D labels."""
-        from cellseg_bridge.segment import segment
+        from cellseg_bridge.segmentation.pipeline import segment
 
         opts = self.options
         img = self._read_image(rec)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+from cellseg_bridge.errors import InputError
 
 
 @contextlib.contextmanager
@@ -48,3 +51,28 @@ def atomic_output(path: str | Path, suffix: str | None = None) -> Iterator[Path]
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def staged_outputs(paths: Sequence[Path]) -> Iterator[list[Path]]:
+    """Yield temporary paths in a hidden folder beside ``paths``; move them all into place on success.
+
+    All outputs of an item share one folder, so one staging folder suffices; on any
+    failure nothing is moved and the staging folder is removed.
+    """
+    if not paths:
+        yield []
+        return
+    folder = paths[0].parent
+    folder.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".cellseg-staging-", dir=folder))
+    try:
+        tmps = [stage / p.name for p in paths]
+        yield tmps
+        for tmp, path in zip(tmps, paths):
+            if not tmp.exists():
+                raise InputError(f"{path.name} was not written")
+        for tmp, path in zip(tmps, paths):
+            os.replace(tmp, path)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)

@@ -1,7 +1,10 @@
 """ImageJ ROI files (``.roi``, ``RoiSet.zip``) -> masks and label images.
 
+Long module: one reader that takes every ImageJ ROI type and option (the geometry itself
+lives in :mod:`cellseg_bridge.core.roi`); its parts share the ROI record and report.
+
 Reading is done with :mod:`roifile`; rasterisation follows ImageJ 1.53t pixel for pixel
-(see :mod:`cellseg_bridge.core.rasterize`): ``roi_to_mask`` equals what
+(see :mod:`cellseg_bridge.core.roi.rasterize`): ``roi_to_mask`` equals what
 ``ImageProcessor.fill(roi)`` paints in ImageJ, parts off the image clipped.
 
 Positions: ImageJ ROIs carry either hyperstack positions (channel, slice, frame; 1-based,
@@ -16,15 +19,15 @@ import logging
 import struct
 import zipfile
 import zlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 from roifile import ROI_OPTIONS, ROI_SUBTYPE, ROI_TYPE, ImagejRoi
 
 from cellseg_bridge.config import DEFAULTS
-from cellseg_bridge.core import rasterize as rz
+from cellseg_bridge.core.roi import rasterize as rz
 from cellseg_bridge.errors import InputError
 
 log = logging.getLogger(__name__)

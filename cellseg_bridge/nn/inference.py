@@ -1,7 +1,7 @@
 """Run the network over whole images: padding, tiles, batches, test-time augmentation.
 
 :func:`run_network` takes normalised planes already at network scale (the
-pipeline in :mod:`cellseg_bridge.segment` resizes) and returns the blended
+pipeline in :mod:`cellseg_bridge.segmentation.pipeline` resizes) and returns the blended
 network output and one style vector per plane. The rules follow Cellpose 3.1's
 ``core.run_net`` (see :mod:`cellseg_bridge.core.transforms` for the tile
 geometry and blending):

@@ -1,4 +1,8 @@
-"""Model registry: find models by name, import checkpoints, download the Cellpose zoo.
+"""Model registry: find models by name, list them, describe them.
+
+Split by job: the zoo table is :mod:`.zoo`, model folders and the cache :mod:`.store`,
+importing a user's checkpoint :mod:`.model_import`, downloading the zoo :mod:`.download`;
+their public names are re-exported here (``cellseg_bridge.nn.registry`` is the one place to look).
 
 A *model name* is looked up in three places, in this order; the first hit wins:
 
@@ -24,122 +28,39 @@ for zoo names, ``cellseg models import`` for files the user has).
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import difflib
-import hashlib
-import json
 import logging
 import os
-import re
-import shutil
-import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cellseg_bridge.config import MODELS_DIR_ENV, models_dir
+from cellseg_bridge.config import MODELS_DIR_ENV
 from cellseg_bridge.errors import InputError
-from cellseg_bridge.io.atomic import atomic_output
-from cellseg_bridge.nn.checkpoint import CONFIG_NAME, FORMAT, load_checkpoint
+from cellseg_bridge.nn.checkpoint import CONFIG_NAME
+from cellseg_bridge.nn.download import download_model
+from cellseg_bridge.nn.model_import import import_model
+from cellseg_bridge.nn.store import (
+    SIZE_MODEL_NAME,
+    WEIGHT_SUFFIXES,
+    cache_dir,
+    folder_weights,
+    read_json,
+    size_model_path,
+    validated,
+)
+from cellseg_bridge.nn.zoo import DEFAULT_MODEL_URL, KNOWN_SHA256, MODEL_URL_ENV, ZOO, ZooModel, zoo_model_for
 
 logger = logging.getLogger(__name__)
 
 #: Environment variable naming Cellpose's model folder (read by Cellpose too).
 CELLPOSE_MODELS_ENV = "CELLPOSE_LOCAL_MODELS_PATH"
-#: Environment variable overriding the base URL that :func:`download_model` uses.
-MODEL_URL_ENV = "CELLSEG_BRIDGE_MODEL_URL"
-#: The Cellpose model server (Cellpose 3.1's ``_MODEL_URL``); a file is at ``<base>/<file name>``.
-DEFAULT_MODEL_URL = "https://www.cellpose.org/models/"
 
-#: Our own size model file, beside the weights in a model folder.
-SIZE_MODEL_NAME = "size_model.npz"
 
 SOURCES = ("bundled", "cache", "cellpose-zoo")
 
-_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}")
-_SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
-_WEIGHT_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors", ".bin")
-_CHUNK = 1 << 20
 _ZOO_LIST_FILE = "gui_models.txt"  # user models added in the Cellpose GUI
-
-
-@dataclass(frozen=True)
-class ZooModel:
-    """A model of the Cellpose 3 zoo.
-
-    Attributes
-    ----------
-    name : str
-        The name users type (``"nuclei"``); Cellpose's ``model_type``.
-    filename : str
-        File name on the Cellpose model server and in ``~/.cellpose/models``.
-    size_filename : str or None
-        File name of its size model (style -> diameter regression), if it has one.
-    kind : str
-        ``"segmentation"`` or ``"restoration"``.
-    diam_mean : float
-        The diameter Cellpose uses for this built-in model (17 for nuclei models,
-        else 30). Cellpose takes it from this table, not from the state dict.
-    """
-
-    name: str
-    filename: str
-    size_filename: str | None
-    kind: str
-    diam_mean: float
-
-
-def _zoo_table() -> dict[str, ZooModel]:
-    """The Cellpose 3.1 zoo, from the naming rules of its ``models.py`` and ``denoise.py``.
-
-    ``cyto``, ``cyto2`` and ``nuclei`` are stored as ``<name>torch_0`` with size
-    models ``size_<name>torch_0.npy``; ``cyto3`` as ``cyto3`` with ``size_cyto3.npy``;
-    every other model under its own name, without a size model. The transformer
-    models (``transformer_cp3``, ``neurips_cellpose_transformer``) are not CPnets
-    and are left out.
-    """
-    table: dict[str, ZooModel] = {}
-
-    def add(name: str, filename: str | None = None, size: bool = False, kind: str = "segmentation"):
-        filename = filename or name
-        table[name] = ZooModel(
-            name=name,
-            filename=filename,
-            size_filename=f"size_{filename}.npy" if size else None,
-            kind=kind,
-            diam_mean=17.0 if "nuclei" in name else 30.0,
-        )
-
-    add("cyto3", size=True)
-    for legacy in ("nuclei", "cyto2", "cyto"):
-        add(legacy, f"{legacy}torch_0", size=True)
-    for name in (
-        "cyto2_cp3", "tissuenet_cp3", "livecell_cp3", "yeast_PhC_cp3", "yeast_BF_cp3",
-        "bact_phase_cp3", "bact_fluor_cp3", "deepbacs_cp3", "neurips_cellpose_default",
-        "neurips_grayscale_cyto2", "CP", "CPx", "TN1", "TN2", "TN3", "LC1", "LC2", "LC3", "LC4",
-    ):  # fmt: skip
-        add(name)
-    for target in ("cyto3", "cyto2", "nuclei"):
-        for task in ("denoise", "deblur", "upsample", "oneclick"):
-            add(f"{task}_{target}", kind="restoration")
-            if target != "cyto3":
-                for loss in ("per", "seg", "rec"):
-                    add(f"{task}_{loss}_{target}", kind="restoration")
-        if target != "cyto3":
-            add(f"aniso_{target}", kind="restoration")
-    return table
-
-
-#: Cellpose 3 zoo: our name -> :class:`ZooModel`.
-ZOO: dict[str, ZooModel] = _zoo_table()
-
-#: Verified sha256 of zoo weight files, by model name. Empty on purpose: only values
-#: checked against a real download belong here. Without an entry (and without
-#: ``expected_sha256``) a download is kept unverified and its hash recorded.
-KNOWN_SHA256: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -203,11 +124,6 @@ def cellpose_models_dir() -> Path:
     return Path.home() / ".cellpose" / "models"
 
 
-def cache_dir() -> Path:
-    """The model cache (:func:`cellseg_bridge.config.models_dir`), ``~`` expanded."""
-    return Path(models_dir()).expanduser()
-
-
 def searched_dirs() -> dict[str, Path]:
     """The folders searched for model names, by source, in lookup order."""
     return {
@@ -218,31 +134,6 @@ def searched_dirs() -> dict[str, Path]:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"cannot read model config ({exc})", path) from exc
-    if not isinstance(data, dict):
-        raise InputError("model config must be a JSON object", path)
-    return data
-
-
-def _folder_weights(folder: Path) -> tuple[Path, dict[str, Any]]:
-    """Weights file and config of a model folder; InputError if it is not one."""
-    cfg_path = folder / CONFIG_NAME
-    if not cfg_path.is_file():
-        raise InputError(f"not a model folder: no {CONFIG_NAME}", folder)
-    config = _read_json(cfg_path)
-    name = config.get("weights")
-    if not isinstance(name, str) or not name or Path(name).name != name:
-        raise InputError('model config has no valid "weights" entry (a file name)', cfg_path)
-    weights = folder / name
-    if not weights.is_file():
-        raise InputError(f"weights file {name!r} named in {CONFIG_NAME} is missing", folder)
-    return weights, config
 
 
 def _zoo_candidates(name: str) -> list[str]:
@@ -264,7 +155,7 @@ def _find(name: str, source: str, folder: Path) -> Path | None:
         return None
     candidate = folder / name
     if candidate.is_dir():
-        return _folder_weights(candidate)[0]
+        return folder_weights(candidate)[0]
     return None
 
 
@@ -274,98 +165,8 @@ def _looks_like_path(text: str) -> bool:
         or "/" in text
         or (os.altsep is not None and os.altsep in text)
         or text.startswith(("~", "."))
-        or text.endswith(_WEIGHT_SUFFIXES)
+        or text.endswith(WEIGHT_SUFFIXES)
     )
-
-
-def _check_name(name: str) -> str:
-    if (
-        not isinstance(name, str)
-        or not _NAME_RE.fullmatch(name)
-        or ".." in name
-        or name.endswith(_WEIGHT_SUFFIXES)
-    ):
-        raise InputError(
-            f"invalid model name {name!r}: use letters, digits and _ . + - "
-            "(starting with a letter or digit, at most 100 characters, "
-            f"not ending in {', '.join(_WEIGHT_SUFFIXES)})"
-        )
-    return name
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _copy_hashing(src: Path, dst: Path) -> str:
-    """Copy ``src`` to ``dst`` and return the sha256 of the bytes copied."""
-    digest = hashlib.sha256()
-    with open(src, "rb") as fin, open(dst, "wb") as fout:
-        for block in iter(lambda: fin.read(_CHUNK), b""):
-            digest.update(block)
-            fout.write(block)
-    return digest.hexdigest()
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def _write_config(folder: Path, config: dict[str, Any]) -> None:
-    text = json.dumps(config, indent=2, sort_keys=True, allow_nan=False)
-    with atomic_output(folder / CONFIG_NAME) as tmp:
-        tmp.write_text(text + "\n", encoding="utf-8")
-
-
-def _make_build_dir(parent: Path, name: str) -> Path:
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".part", dir=parent))
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise InputError(f"cannot write to the model cache ({reason})", parent) from exc
-
-
-def _install(build: Path, dest: Path, overwrite: bool) -> None:
-    """Move the finished folder ``build`` to ``dest`` (replacing it only if ``overwrite``)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(build, 0o777 & ~umask)  # mkdtemp makes it private
-    if not (dest.exists() or dest.is_symlink()):
-        os.replace(build, dest)
-        return
-    if not overwrite:
-        raise InputError("a model of this name exists; pass --overwrite to replace it", dest)
-    trash = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=dest.parent))
-    try:
-        os.replace(dest, trash / "old")
-        try:
-            os.replace(build, dest)
-        except OSError:
-            os.replace(trash / "old", dest)
-            raise
-    finally:
-        shutil.rmtree(trash, ignore_errors=True)
-
-
-def _validated(path: Path) -> dict[str, Any]:
-    """Load ``path`` as a checkpoint (CPU) and return its config; any failure is an InputError.
-
-    Files given to import and download are untrusted: besides the InputErrors of
-    :func:`load_checkpoint`, torch's unpickler may raise other exceptions on
-    garbage (e.g. IndexError); they are reported, not propagated.
-    """
-    try:
-        return load_checkpoint(path, "cpu")[1]
-    except InputError:
-        raise
-    except Exception as exc:  # noqa: BLE001 (untrusted bytes: anything may go wrong)
-        reason = f"{type(exc).__name__}: {exc}"
-        raise InputError(f"not a PyTorch checkpoint or corrupt ({reason})", path) from exc
 
 
 def _missing_message(name: str, looked: dict[str, list[Path]]) -> str:
@@ -439,64 +240,6 @@ def resolve_model(name_or_path: str | os.PathLike) -> Path:
     raise InputError(_missing_message(text, looked))
 
 
-def size_model_path(checkpoint: str | os.PathLike) -> Path | None:
-    """The size model belonging to a checkpoint, or None.
-
-    Looked for beside the weights, in this order: the file named by the
-    ``"size_model"`` entry of the model's ``config.json``; ``size_model.npz``
-    (ours; only when no ``config.json`` there describes other weights);
-    ``<weights>_size.npy`` (Cellpose ``train_seg``); ``size_<weights>.npy``
-    (Cellpose zoo: ``size_cyto3.npy``, ``size_nucleitorch_0.npy``).
-
-    Parameters
-    ----------
-    checkpoint : str or path-like
-        Weights file or model folder (not a name: use :func:`resolve_model` first).
-    """
-    path = Path(checkpoint).expanduser()
-    config: dict[str, Any] | None = None
-    if path.is_dir():
-        weights, config = _folder_weights(path)
-    else:
-        weights = path
-        cfg_path = weights.parent / CONFIG_NAME
-        if cfg_path.is_file():
-            try:
-                config = _read_json(cfg_path)
-            except InputError:
-                config = None
-    folder = weights.parent
-    owned = config is None or config.get("weights") in (None, weights.name)
-    candidates = []
-    if owned and config and isinstance(config.get("size_model"), str):
-        candidates.append(config["size_model"])
-    if owned:
-        candidates.append(SIZE_MODEL_NAME)
-    candidates += [f"{weights.name}_size.npy", f"size_{weights.name}.npy"]
-    for name in candidates:
-        if Path(name).name == name and (folder / name).is_file():
-            return folder / name
-    return None
-
-
-def zoo_model_for(checkpoint: str | os.PathLike) -> ZooModel | None:
-    """The zoo entry a weights file is, judged by its file name as Cellpose does, or None.
-
-    Cellpose uses the diameter of its table (17 for nuclei models, 30 otherwise)
-    for built-in models, whatever the state dict holds; a pipeline that wants
-    the same numbers can take :attr:`ZooModel.diam_mean` from here.
-
-    Parameters
-    ----------
-    checkpoint : str or path-like
-        Weights file or model folder (e.g. from :func:`resolve_model`).
-    """
-    path = Path(checkpoint).expanduser()
-    if path.is_dir():
-        path = _folder_weights(path)[0]
-    return next((z for z in ZOO.values() if z.filename == path.name), None)
-
-
 def _entries() -> Iterator[tuple[str, str, Path, dict[str, Any] | None]]:
     """(name, source, weights, config) of every model found, sources in order."""
     for source, folder in searched_dirs().items():
@@ -526,7 +269,7 @@ def _entries() -> Iterator[tuple[str, str, Path, dict[str, Any] | None]]:
             if not (sub / CONFIG_NAME).is_file():
                 continue
             try:
-                weights, config = _folder_weights(sub)
+                weights, config = folder_weights(sub)
             except InputError as exc:
                 logger.warning("skipped broken model folder: %s", exc)
                 continue
@@ -589,10 +332,10 @@ def model_info(name: str | os.PathLike) -> dict[str, Any]:
     weights = path
     config = None
     if path.is_dir():
-        weights, config = _folder_weights(path)
+        weights, config = folder_weights(path)
     elif (path.parent / CONFIG_NAME).is_file():
         try:
-            config = _read_json(path.parent / CONFIG_NAME)
+            config = read_json(path.parent / CONFIG_NAME)
         except InputError:
             config = None
         if config is not None and config.get("weights") not in (None, path.name):
@@ -608,7 +351,7 @@ def model_info(name: str | os.PathLike) -> dict[str, Any]:
     size = size_model_path(path)
     info["size_model"] = None if size is None else str(size)
     try:
-        loaded = _validated(path)
+        loaded = validated(path)
     except InputError as exc:
         info["error"] = str(exc)
     else:
@@ -626,295 +369,7 @@ def model_info(name: str | os.PathLike) -> dict[str, Any]:
 # --------------------------------------------------------------------------- import
 
 
-def _default_name(src: Path, weights: Path) -> str:
-    if src.is_dir():
-        return src.name
-    name = weights.name
-    for suffix in _WEIGHT_SUFFIXES:
-        if name.endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
-def import_model(
-    path: str | os.PathLike, name: str | None = None, *, overwrite: bool = False
-) -> Path:
-    """Copy a checkpoint into the model cache as ``<cache>/<name>/``.
-
-    The checkpoint is validated first by loading it; a file that does not load
-    is refused and nothing is copied. The folder receives the weights (bytes
-    unchanged, so Cellpose still reads them), a ``config.json`` (the loaded
-    configuration plus ``sha256`` and ``origin``) and the size model found
-    beside the weights (:func:`size_model_path`), if any. The folder is built
-    under a hidden temporary name and renamed into place.
-
-    Parameters
-    ----------
-    path : str or path-like
-        A weights file (Cellpose model, ``train_seg`` output, ``.pth``) or a
-        model folder.
-    name : str, optional
-        Model name; default: the folder name, or the file name without a
-        ``.pth``/``.pt``/... suffix.
-    overwrite : bool
-        Replace a cached model of the same name.
-
-    Returns
-    -------
-    Path
-        The new model folder.
-
-    Raises
-    ------
-    InputError
-        If the file is missing or not a loadable checkpoint, the name is
-        invalid, or the model exists and ``overwrite`` is False.
-    """
-    src = Path(path).expanduser()
-    if not src.exists():
-        raise InputError("checkpoint not found", src)
-    loaded = _validated(src)
-    weights = src / loaded["weights"] if src.is_dir() else src
-    name = _check_name(name if name is not None else _default_name(src, weights))
-    cache = cache_dir()
-    dest = cache / name
-    if (dest.exists() or dest.is_symlink()) and not overwrite:
-        raise InputError(
-            f"model {name!r} already exists in the cache; pass --overwrite to replace it, "
-            "or choose another --name",
-            dest,
-        )
-    size = size_model_path(src)
-    build = _make_build_dir(cache, name)
-    try:
-        digest = _copy_hashing(weights, build / weights.name)
-        config = {"format": FORMAT, "channels": None, "provenance": {}, **loaded}
-        config.update(
-            weights=weights.name,
-            sha256=digest,
-            size_model=None,
-            origin={"kind": "import", "path": str(weights.resolve()), "date": _now()},
-        )
-        if size is not None:
-            shutil.copyfile(size, build / size.name)
-            config["size_model"] = size.name
-        _write_config(build, config)
-        _install(build, dest, overwrite)
-    except OSError as exc:
-        raise InputError(f"cannot write the model ({exc.strerror or exc})", dest) from exc
-    finally:
-        shutil.rmtree(build, ignore_errors=True)
-    logger.info("imported %s as model %r into %s", weights, name, dest)
-    return dest
-
-
 # --------------------------------------------------------------------------- download
-
-
-def _check_sha256(value: str | None) -> str | None:
-    if value is None:
-        return None
-    value = value.strip()
-    if not _SHA256_RE.fullmatch(value):
-        raise InputError(f"not a sha256 checksum (64 hex digits): {value!r}")
-    return value.lower()
-
-
-def _fetch(url: str, dst: Path, timeout: float, progress: bool) -> str:
-    """Stream ``url`` into ``dst``; return the sha256 of the bytes received."""
-    request = urllib.request.Request(url, headers={"User-Agent": "cellseg-bridge"})
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (scheme checked)
-    except urllib.error.HTTPError as exc:
-        raise InputError(f"download of {url} failed: HTTP {exc.code} {exc.reason}") from exc
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise InputError(f"download of {url} failed: {reason}") from exc
-    digest = hashlib.sha256()
-    received = 0
-    with response:
-        length = response.headers.get("Content-Length")
-        expected = int(length) if length and length.isdigit() else None
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=expected, unit="B", unit_scale=True, unit_divisor=1024,
-                       desc=Path(dst).name, leave=False)  # fmt: skip
-        try:
-            with open(dst, "wb") as fh:
-                while True:
-                    try:
-                        block = response.read(_CHUNK)
-                    except OSError as exc:
-                        raise InputError(f"download of {url} interrupted: {exc}") from exc
-                    if not block:
-                        break
-                    digest.update(block)
-                    fh.write(block)
-                    received += len(block)
-                    if bar is not None:
-                        bar.update(len(block))
-        finally:
-            if bar is not None:
-                bar.close()
-    if expected is not None and received != expected:
-        raise InputError(
-            f"download of {url} is incomplete: {received} of {expected} bytes received"
-        )
-    return digest.hexdigest()
-
-
-def download_model(
-    name: str,
-    *,
-    base_url: str | None = None,
-    expected_sha256: str | None = None,
-    overwrite: bool = False,
-    size_model: bool = True,
-    timeout: float = 60.0,
-    progress: bool = False,
-) -> Path:
-    """Download a Cellpose zoo model into the cache as ``<cache>/<name>/``.
-
-    Only called on request (``cellseg models download``); :func:`resolve_model`
-    never downloads. The weights are streamed into a hidden temporary folder in
-    the cache, checked against the sha256, loaded to validate them, and the
-    folder is then renamed into place, so an interrupted or bad download leaves
-    nothing behind. The model's size model (``cyto3``, ``nuclei``, ``cyto2``,
-    ``cyto``) is fetched too; if that fails the model is kept without it.
-
-    Parameters
-    ----------
-    name : str
-        A zoo name (:data:`ZOO`), e.g. ``"cyto3"``, ``"nuclei"``, ``"denoise_cyto3"``.
-    base_url : str, optional
-        Where the files are (``<base_url>/<file name>``); default
-        ``$CELLSEG_BRIDGE_MODEL_URL``, else :data:`DEFAULT_MODEL_URL`.
-        ``http``, ``https`` and ``file`` URLs are accepted.
-    expected_sha256 : str, optional
-        Checksum of the weights file; default: :data:`KNOWN_SHA256`. Without
-        either, the download is unverified: a warning is logged and the
-        computed checksum is recorded in ``config.json``.
-    overwrite : bool
-        Replace a cached model of the same name. Without it, a model this
-        function downloaded before is returned as is.
-    size_model : bool
-        Also fetch the size model, when the zoo has one.
-    timeout : float
-        Seconds to wait for the server.
-    progress : bool
-        Show a progress bar on stderr.
-
-    Returns
-    -------
-    Path
-        The model folder.
-
-    Raises
-    ------
-    InputError
-        Unknown name, bad URL or checksum, HTTP error, unreachable server,
-        incomplete download, checksum mismatch, a file that is not a
-        checkpoint, or a cached model of that name from elsewhere.
-    """
-    if name not in ZOO:
-        close = difflib.get_close_matches(name, list(ZOO), n=3)
-        hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
-        raise InputError(
-            f"{name!r} is not a Cellpose zoo model{hint}; known: {', '.join(ZOO)}. "
-            "For a checkpoint you have, use `cellseg models import PATH`"
-        )
-    entry = ZOO[name]
-    base = base_url or os.environ.get(MODEL_URL_ENV) or DEFAULT_MODEL_URL
-    if not base.lower().startswith(("http://", "https://", "file:")):
-        raise InputError(f"model URL must start with http://, https:// or file: (got {base!r})")
-    url = f"{base.rstrip('/')}/{entry.filename}"
-    expected = _check_sha256(expected_sha256) or KNOWN_SHA256.get(name)
-    cache = cache_dir()
-    dest = cache / name
-
-    if (dest.exists() or dest.is_symlink()) and not overwrite:
-        previous: dict[str, Any] = {}
-        if (dest / CONFIG_NAME).is_file():
-            try:
-                previous = _read_json(dest / CONFIG_NAME)
-            except InputError:
-                previous = {}
-        origin = previous.get("origin") or {}
-        if origin.get("kind") == "cellpose-zoo" and origin.get("name") == name:
-            if expected is not None and previous.get("sha256") != expected:
-                raise InputError(
-                    f"the cached {name!r} has sha256 {previous.get('sha256')}, not {expected}; "
-                    "pass --overwrite to download it again",
-                    dest,
-                )
-            logger.info("model %r is already in the cache: %s", name, dest)
-            return dest
-        raise InputError(
-            f"a model named {name!r} that was not downloaded from the zoo is in the cache; "
-            "pass --overwrite to replace it",
-            dest,
-        )
-
-    build = _make_build_dir(cache, name)
-    try:
-        weights = build / entry.filename
-        logger.info("downloading %s", url)
-        digest = _fetch(url, weights, timeout, progress)
-        if expected is not None and digest != expected:
-            weights.unlink()
-            raise InputError(
-                f"checksum mismatch for {url}: expected sha256 {expected}, got {digest}; "
-                "the file was deleted"
-            )
-        try:
-            loaded = _validated(weights)
-        except InputError as exc:
-            raise InputError(
-                f"the file downloaded from {url} is not a usable checkpoint ({exc.reason})"
-            ) from exc
-        if expected is None:
-            logger.warning(
-                "no known sha256 for %r: the download from %s is NOT verified; its sha256 %s "
-                "is recorded in %s (pass --sha256 to verify)",
-                name, url, digest, dest / CONFIG_NAME,
-            )  # fmt: skip
-        config = {"format": FORMAT, "channels": None, "provenance": {}, **loaded}
-        config.update(
-            weights=entry.filename,
-            sha256=digest,
-            size_model=None,
-            origin={
-                "kind": "cellpose-zoo",
-                "name": name,
-                "url": url,
-                "sha256_verified": expected is not None,
-                "date": _now(),
-                "cellpose_diam_mean": entry.diam_mean,
-            },
-        )
-        if size_model and entry.size_filename:
-            size_url = f"{base.rstrip('/')}/{entry.size_filename}"
-            try:
-                size_digest = _fetch(size_url, build / entry.size_filename, timeout, progress)
-            except InputError as exc:
-                (build / entry.size_filename).unlink(missing_ok=True)
-                logger.warning(
-                    "size model of %r not downloaded (the model is kept without it): %s",
-                    name, exc,
-                )  # fmt: skip
-            else:
-                config["size_model"] = entry.size_filename
-                config["size_model_sha256"] = size_digest
-        _write_config(build, config)
-        _install(build, dest, overwrite)
-    except OSError as exc:
-        raise InputError(f"cannot write the model ({exc.strerror or exc})", dest) from exc
-    finally:
-        shutil.rmtree(build, ignore_errors=True)
-    logger.info("model %r saved to %s", name, dest)
-    return dest
 
 
 __all__ = [

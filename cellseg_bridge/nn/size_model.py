@@ -14,7 +14,7 @@ Two file formats are read:
   values is ever constructed);
 * our own ``.npz`` with the same four arrays (:meth:`SizeModel.save`).
 
-How the pipeline uses it (Cellpose 3.1's rule, see :mod:`cellseg_bridge.segment`):
+How the pipeline uses it (Cellpose 3.1's rule, see :mod:`cellseg_bridge.segmentation.pipeline`):
 styles are computed at the model's own scale, the style estimate gives a
 first diameter, the image is segmented once at that scale, and the final
 diameter is the median mask diameter (``median(sqrt(area)) / (sqrt(pi) / 2)``),

@@ -1,7 +1,8 @@
-"""Image restoration (Cellpose 3 style): API, losses, training, batch.
+"""Image restoration (Cellpose 3 style): API, losses, training.
 
-See :mod:`cellseg_bridge.restoration.api` (``restore``), :mod:`.losses`,
-:mod:`.training` (``train_restore``) and :mod:`.batch` (``restore_files``).
+See :mod:`cellseg_bridge.restoration.api` (``restore``), :mod:`.losses` and
+:mod:`.training` (``train_restore``); files are restored in batch by
+:mod:`cellseg_bridge.batch.restore` (``restore_files``).
 """
 
 from cellseg_bridge.restoration.api import (
@@ -13,7 +14,6 @@ from cellseg_bridge.restoration.api import (
     restore,
     restore_planes,
 )
-from cellseg_bridge.restoration.batch import restore_files, restoring_segment_fn
 
 __all__ = [
     "RestorationModel",
@@ -22,7 +22,5 @@ __all__ = [
     "model_name_for",
     "parse_types",
     "restore",
-    "restore_files",
     "restore_planes",
-    "restoring_segment_fn",
 ]

@@ -16,7 +16,7 @@ registry (bundled, cache, Cellpose's folder).
 Per plane and restored channel (every channel by default; a Z stack plane by
 plane, time points one by one):
 
-1. **Normalise** the 1st/99th percentiles to 0/1 (as :func:`~cellseg_bridge.segment.segment`).
+1. **Normalise** the 1st/99th percentiles to 0/1 (as :func:`~cellseg_bridge.segmentation.pipeline.segment`).
 2. **Rescale** by ``diam_mean / diameter`` when ``diameter`` is given (the
    network's diam_mean: 17 for nuclei, 30 for cyto3), bilinearly.
 3. **Network** in tiles blended with a taper (:func:`~cellseg_bridge.nn.inference.run_network`),
@@ -36,9 +36,7 @@ not a restoration network (e.g. a segmentation model), an unknown type.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -54,6 +52,7 @@ from cellseg_bridge.core.degrade import RESTORE_KINDS
 from cellseg_bridge.errors import InputError
 from cellseg_bridge.nn.checkpoint import load_checkpoint
 from cellseg_bridge.nn.inference import run_network, select_device
+from cellseg_bridge.nn.net import CellposeUNet
 from cellseg_bridge.nn.registry import resolve_model
 
 __all__ = [
@@ -84,7 +83,7 @@ class RestorationModel:
     device : torch.device
     """
 
-    net: torch.nn.Module
+    net: CellposeUNet
     config: dict
     name: str
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
@@ -213,23 +212,12 @@ class RestoreResult:
 
 
 def _options(options: dict[str, Any]) -> RestoreOptions:
-    names = {f.name for f in dataclasses.fields(RestoreOptions)}
-    unknown = sorted(set(options) - names)
-    if unknown:
-        raise InputError(f"unknown restore option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-    opts = dataclasses.replace(DEFAULTS.restore, **options)
-    if opts.diameter is not None and not (math.isfinite(opts.diameter) and opts.diameter > 0):
-        raise InputError(f"diameter must be a positive number or None, got {opts.diameter}")
-    lo, hi = opts.normalize_percentiles
-    if not 0 <= lo < hi <= 100:
-        raise InputError(f"normalize_percentiles must satisfy 0 <= low < high <= 100, got {(lo, hi)}")
-    if opts.tile_size < 0 or opts.batch_size < 1:
-        raise InputError(f"tile_size must be >= 0 and batch_size >= 1, got {opts.tile_size}, {opts.batch_size}")
-    return opts
+    """``DEFAULTS.restore`` with ``options`` (validated by the dataclass)."""
+    return RestoreOptions.derive(None, **options)
 
 
 def _channels(which: Any, names: list[str] | None, n: int) -> list[int]:
-    from cellseg_bridge.preprocess import channel_index
+    from cellseg_bridge.segmentation.preprocess import channel_index
 
     if which is None:
         return list(range(n))
@@ -275,7 +263,7 @@ def restore(
     InputError
         See the module docstring.
     """
-    from cellseg_bridge.preprocess import as_tczyx
+    from cellseg_bridge.segmentation.preprocess import as_tczyx
 
     opts = _options(options)
     if model is None and opts.model is not None:

@@ -14,7 +14,7 @@ taken as images):
    image's size; corrupt entries and non-area ROIs are skipped and logged).
 
 Images without any of these are skipped (logged). The network input is built
-exactly as :func:`cellseg_bridge.segment.segment` builds it: the segmentation
+exactly as :func:`cellseg_bridge.segmentation.pipeline.segment` builds it: the segmentation
 ``channel``, then the ``nuclear_channel`` or a zero channel for 2-channel
 networks, each channel normalised by its 1st/99th percentiles. Flow targets
 (:func:`~cellseg_bridge.core.flows.masks_to_flows`) are computed once per image
@@ -135,7 +135,7 @@ def network_input(
     ------
     InputError
         Not a single 2D plane (T or Z > 1), missing channel, NaN pixels, ... (as
-        :func:`~cellseg_bridge.segment.segment`).
+        :func:`~cellseg_bridge.segmentation.pipeline.segment`).
     """
     return _input_and_channels(
         image, nchan=nchan, axes=axes, channel=channel, nuclear_channel=nuclear_channel,
@@ -147,7 +147,7 @@ def _input_and_channels(
     image: Any, *, nchan, axes, channel, nuclear_channel, normalize_percentiles, invert=False, name
 ) -> tuple[np.ndarray, int]:
     # the inference pipeline's own input steps, so that training and inference match
-    from cellseg_bridge.preprocess import as_tczyx, normalize, select_channels
+    from cellseg_bridge.segmentation.preprocess import as_tczyx, normalize, select_channels
 
     opts = dataclasses.replace(
         SegmentOptions(),
@@ -230,7 +230,7 @@ def make_sample(
     name : str
         Used in messages.
     axes, channel, nuclear_channel, normalize_percentiles, invert
-        As for :func:`~cellseg_bridge.segment.segment`.
+        As for :func:`~cellseg_bridge.segmentation.pipeline.segment`.
     flow_cache : str or Path, optional
         Folder where flows are cached (computed once per distinct label image).
     """

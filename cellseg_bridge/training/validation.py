@@ -19,15 +19,14 @@ __all__ = ["fit_size_from_net", "validate", "validate_sets"]
 def validate(net: CellposeUNet, val_items, opts: TrainOptions, device) -> tuple[float, float, float]:
     """Mean AP at IoU 0.5/0.75/0.9 over the validation images (segmented at their true diameter)."""
     from cellseg_bridge.core.metrics import average_precision
-    from cellseg_bridge.segment import SegmentationModel, segment
-
+    from cellseg_bridge.segmentation.pipeline import SegmentationModel, segment
     from cellseg_bridge.training.data import median_diameter
 
     model = SegmentationModel(net=net, config=net.architecture(), name="training", device=device)
     aps = []
     was_training = net.training
     try:
-        for name, image, labels, ax in val_items:
+        for _name, image, labels, ax in val_items:
             lab = np.asarray(labels).squeeze()
             diam, n = median_diameter(lab)
             res = segment(
@@ -61,7 +60,7 @@ def fit_size_from_net(
     """Fit the style -> diameter regression from the trained network.
 
     Each crop is an image zoomed by ``s = r0 * u`` (``r0 = diam_mean / diam_labels``,
-    the scale at which :func:`~cellseg_bridge.segment.segment` computes styles
+    the scale at which :func:`~cellseg_bridge.segmentation.pipeline.segment` computes styles
     for the estimate; ``u`` uniform in [0.5, 1.5]), randomly rotated/flipped. Its
     target is the diameter that an image would have if the network saw it at
     scale ``s`` after the pipeline's zoom by ``r0``: ``diameter * u``.
@@ -74,7 +73,9 @@ def fit_size_from_net(
     dm = float(net.diam_mean.item())
     r0 = dm / float(net.diam_labels.item())
     device = net.device
-    styles, targets, xs = [], [], []
+    styles: list[np.ndarray] = []
+    targets: list[float] = []
+    xs: list[np.ndarray] = []
     was_training = net.training
     net.eval()
 

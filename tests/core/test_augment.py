@@ -9,7 +9,7 @@ import pytest
 
 from cellseg_bridge.core.augment import AffineParams, random_affine, rotate_vectors, warp_sample
 from cellseg_bridge.core.flows import masks_to_flows
-from cellseg_bridge.synthetic import NucleiSpec, synthetic_nuclei
+from cellseg_bridge.datasets.synthetic import NucleiSpec, synthetic_nuclei
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import pytest
 
 from cellseg_bridge.core import transforms as T
 
-
 # ----------------------------------------------------------------------------- normalisation
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cellseg_bridge.core import transforms
-from cellseg_bridge.distributed.chunk_network import TileCache, PlaneGrid, chunk_network_output
+from cellseg_bridge.distributed.chunk_network import PlaneGrid, TileCache, chunk_network_output
 from cellseg_bridge.nn.inference import run_network
 from cellseg_bridge.nn.net import CellposeUNet
 

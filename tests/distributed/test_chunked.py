@@ -44,7 +44,7 @@ def _mosaic(shared: Path, size: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def model(shared_models):
-    from cellseg_bridge.segment import load_model
+    from cellseg_bridge.segmentation.pipeline import load_model
 
     path = shared_models / "cellpose3_dsb2018_nuclei.pth"
     if not path.exists():
@@ -54,7 +54,7 @@ def model(shared_models):
 
 @pytest.fixture(scope="module")
 def mosaic_and_whole(shared_data, model):
-    from cellseg_bridge.segment import segment
+    from cellseg_bridge.segmentation.pipeline import segment
 
     image = _mosaic(shared_data, SIZE)
     whole = segment(image, model, diameter=DIAMETER).labels[0, 0]
@@ -62,7 +62,7 @@ def mosaic_and_whole(shared_data, model):
 
 
 def test_one_chunk_equals_the_whole_image_pipeline(model, mosaic_and_whole):
-    from cellseg_bridge.segment import segment
+    from cellseg_bridge.segmentation.pipeline import segment
 
     crop = mosaic_and_whole[0][:200, 100:300] * 3 + 7  # other percentiles than the mosaic's
     whole = segment(crop, model, diameter=DIAMETER).labels[0, 0]
@@ -72,7 +72,7 @@ def test_one_chunk_equals_the_whole_image_pipeline(model, mosaic_and_whole):
 
 
 def test_one_chunk_equals_the_whole_image_pipeline_inverted(model, mosaic_and_whole):
-    from cellseg_bridge.segment import segment
+    from cellseg_bridge.segmentation.pipeline import segment
 
     crop = mosaic_and_whole[0][:200, 100:300]
     dark = crop.max() - crop

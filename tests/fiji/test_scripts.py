@@ -149,11 +149,11 @@ def test_restore_runs_the_real_command_and_opens_the_restored_image(jython, shar
     assert img.sizes["Y"] == 325 and img.sizes["X"] == 475 and img.dtype == np.float32
 
 
-@pytest.mark.xfail(not (REPO / "cellseg_bridge" / "cli_train.py").exists(), strict=False, run=False,
-                   reason="`cellseg train` (cellseg_bridge/cli_train.py) is not written yet")
+@pytest.mark.xfail(not (REPO / "cellseg_bridge" / "cli" / "train.py").exists(), strict=False, run=False,
+                   reason="`cellseg train` (cellseg_bridge/cli/train.py) is not written yet")
 def test_fine_tune_from_rois_gives_a_model_that_segments(jython, tiny_model, shared_data, tmp_path):
     from cellseg_bridge.io.roi_export import labels_to_rois, write_roi_zip
-    from cellseg_bridge.segment import load_model, segment
+    from cellseg_bridge.segmentation.pipeline import load_model, segment
 
     # a real 3-channel ImageJ TIFF (BBBC022, Hoechst in channel 0); the "corrected" ROIs are the
     # bundled model's nuclei, as a user would start from them

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from cellseg_bridge.synthetic import NucleiSpec, synthetic_nuclei
+from cellseg_bridge.datasets.synthetic import NucleiSpec, synthetic_nuclei
 
 #: Small images with nuclei of about 16 px: fast to segment and to train on.
 SPEC = NucleiSpec(shape=(96, 96), n_nuclei=8, diameter=16.0)

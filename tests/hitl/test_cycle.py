@@ -5,10 +5,10 @@ import sys
 import numpy as np
 import pytest
 
-from cellseg_bridge.training import loop
 from cellseg_bridge.hitl import cycle as cycle_mod
 from cellseg_bridge.hitl import init_project, open_project
 from cellseg_bridge.io.roi_export import labels_to_rois, write_roi_zip
+from cellseg_bridge.training import loop
 from tests.hitl.conftest import FAST_TRAIN
 
 

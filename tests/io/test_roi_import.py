@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from roifile import ROI_SUBTYPE, ROI_TYPE, ImagejRoi
 
-from cellseg_bridge.core import rasterize as rz
+from cellseg_bridge.core.roi import rasterize as rz
 from cellseg_bridge.errors import InputError
 from cellseg_bridge.io.roi_import import (
     RoiImportReport,

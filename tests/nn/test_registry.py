@@ -18,8 +18,7 @@ from click.testing import CliRunner
 
 from cellseg_bridge.cli import main
 from cellseg_bridge.errors import InputError
-from cellseg_bridge.nn import CONFIG_NAME, CellposeUNet, load_checkpoint, save_checkpoint
-from cellseg_bridge.nn import registry
+from cellseg_bridge.nn import CONFIG_NAME, CellposeUNet, load_checkpoint, registry, save_checkpoint
 from cellseg_bridge.nn.registry import (
     ZOO,
     download_model,

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from cellseg_bridge.core import transforms
+from cellseg_bridge.datasets.synthetic import NucleiSpec, synthetic_nuclei
 from cellseg_bridge.errors import InputError
 from cellseg_bridge.nn.inference import run_network
 from cellseg_bridge.nn.net import CellposeUNet
 from cellseg_bridge.restoration.api import load_restore_model, model_name_for, parse_types, restore
-from cellseg_bridge.synthetic import NucleiSpec, synthetic_nuclei
 
 
 @pytest.fixture(scope="module")

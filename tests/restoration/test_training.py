@@ -7,12 +7,12 @@ import csv
 import numpy as np
 import pytest
 
+from cellseg_bridge.datasets.synthetic import NucleiSpec, synthetic_nuclei
 from cellseg_bridge.errors import InputError
 from cellseg_bridge.nn.checkpoint import load_checkpoint
 from cellseg_bridge.restoration.api import restore
 from cellseg_bridge.restoration.losses import MSE_BASELINE_WEIGHTS
 from cellseg_bridge.restoration.training import train_restore
-from cellseg_bridge.synthetic import NucleiSpec, synthetic_nuclei
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import torch
 
 from cellseg_bridge.nn.checkpoint import load_checkpoint, save_checkpoint
 from cellseg_bridge.nn.net import CellposeUNet
-
 from scripts import bundle_model as bundle  # the repository root is on pytest's pythonpath
 
 

@@ -24,7 +24,7 @@ def test_train_on_two_datasets_then_fit_the_style_index(shared_data, monkeypatch
     assert config["diam_mean"] == 30.0 and config["nbase"][0] == 2
     rc = fit_style_index.main([str(out), "--zoo", "phase=usiigaci", "--zoo", "dic=bbbc030", "--max-images", "1"])
     assert rc == 0
-    from cellseg_bridge.nn.suggest import StyleIndex
+    from cellseg_bridge.segmentation.suggest import StyleIndex
 
     index = StyleIndex.load(out / "style_index.npz")
     assert index.models == ["dic", "phase"] and len(index.labels) == 2

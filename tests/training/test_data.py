@@ -7,10 +7,10 @@ import pytest
 import tifffile
 
 from cellseg_bridge.core.flows import masks_to_flows
+from cellseg_bridge.datasets.synthetic import NucleiSpec, synthetic_nuclei
 from cellseg_bridge.errors import InputError
 from cellseg_bridge.io.roi_export import labels_to_rois, write_roi_zip
 from cellseg_bridge.io.seg_npy import write_seg_npy
-from cellseg_bridge.synthetic import NucleiSpec, synthetic_nuclei
 from cellseg_bridge.training.data import find_pairs, load_pair, make_sample, median_diameter, network_input
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from cellseg_bridge.datasets.synthetic import NucleiSpec, synthetic_nuclei
 from cellseg_bridge.errors import InputError
-from cellseg_bridge.synthetic import NucleiSpec, synthetic_nuclei
 from cellseg_bridge.training import train
 from cellseg_bridge.training.data import median_diameter
 
@@ -36,7 +36,7 @@ def _same(a, b) -> bool:
 
 
 def test_end_to_end_outputs(pairs, tmp_path):
-    from cellseg_bridge.segment import load_model, segment
+    from cellseg_bridge.segmentation.pipeline import load_model, segment
 
     out = tmp_path / "m"
     res = train(pairs[:2], out, val_data=pairs[2:], n_epochs=3, progress=False,

@@ -8,8 +8,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from cellseg_bridge.datasets.synthetic import NucleiSpec, synthetic_nuclei
 from cellseg_bridge.errors import InputError
-from cellseg_bridge.synthetic import NucleiSpec, synthetic_nuclei
 from cellseg_bridge.training import DataSource, parse_source, train
 from cellseg_bridge.training.sources import as_sources, sampling_probabilities
 

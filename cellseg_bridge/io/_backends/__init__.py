@@ -88,10 +88,12 @@ def installed(name: str) -> bool:
 def backend(name: str) -> ModuleType:
     """The module of backend ``name`` (``scene_names`` and ``open_scene``)."""
     if name == "aicsimageio":
-        from cellseg_bridge.io._backends import aicsimageio_backend as module
-    else:
-        from cellseg_bridge.io._backends import bioio_backend as module
-    return module
+        from cellseg_bridge.io._backends import aicsimageio_backend
+
+        return aicsimageio_backend
+    from cellseg_bridge.io._backends import bioio_backend
+
+    return bioio_backend
 
 
 def versions() -> dict[str, dict[str, str | None]]:

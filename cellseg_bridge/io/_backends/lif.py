@@ -13,9 +13,9 @@ from __future__ import annotations
 import itertools
 import logging
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import dask
@@ -141,7 +141,7 @@ def _open_lif_planes(path: Path, lif: Any, index: int, scenes: list[str], offset
     outer = [d for d in lif_dims if d not in (plane_y, plane_x)]
 
     planes = []
-    for c_index, channel in enumerate(channels):
+    for channel in channels:
         for position in itertools.product(*(range(d.count) for d in outer)):
             start = offset + int(channel.get("BytesInc", 0)) + sum(i * d.bytes_inc for i, d in zip(position, outer))
             planes.append(

@@ -1,0 +1,43 @@
+"""``cellseg convert``: parse arguments, call :func:`cellseg_bridge.batch.convert.convert`, report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cellseg_bridge.cli.common import dask_options, is_quiet, run_api, use_reader
+from cellseg_bridge.cli.options import collect, options_from
+from cellseg_bridge.config import DEFAULTS, ConvertOptions, DistributedOptions, ReadOptions
+
+
+@click.command()
+@dask_options
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder (created if needed).")
+@options_from(DEFAULTS.convert, only=["overwrite"])
+@options_from(DEFAULTS.read)
+@options_from(DEFAULTS.convert, only=["compression"])
+@options_from(DEFAULTS.batch)
+@click.pass_context
+def convert(ctx: click.Context, inputs: tuple[str, ...], out_dir: Path, recursive: bool, **params: Any) -> None:
+    """Convert microscope files (CZI, ND2, LIF, TIFF, ...) to OME-TIFF, one file per scene.
+
+    INPUT may be files, folders or glob patterns. Names: <stem>.ome.tif, or
+    <stem>_s<index>_<scene>.ome.tif for files with several scenes. Exits with
+    status 1 when any input failed (the others are still converted).
+    """
+    from cellseg_bridge.batch.convert import convert as convert_files
+
+    options = collect(ConvertOptions, params)
+    read = collect(ReadOptions, params)
+    dist = collect(DistributedOptions, params)
+    use_reader(ctx, read.reader)
+    report = run_api(convert_files, list(inputs), out_dir, overwrite=options.overwrite, scene=read.scene,
+                     axes=read.axes, compression=options.compression, recursive=recursive, quiet=is_quiet(ctx),
+                     workers=dist.workers, scheduler=dist.scheduler)
+    click.echo(report.summary(verb="converted"))
+    if not report.ok:
+        ctx.exit(1)

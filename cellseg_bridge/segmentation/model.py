@@ -1,0 +1,119 @@
+"""A loaded segmentation network and what the pipeline needs beside it (config, size model, device).
+
+:func:`load_network_model` loads one network; :func:`cellseg_bridge.segmentation.pipeline.load_model`
+is the public loader (it also knows ``"auto"``, :mod:`cellseg_bridge.segmentation.suggest`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from cellseg_bridge.errors import InputError
+from cellseg_bridge.nn.checkpoint import load_checkpoint
+from cellseg_bridge.nn.inference import select_device
+from cellseg_bridge.nn.net import CellposeUNet
+from cellseg_bridge.nn.registry import resolve_model, size_model_path
+from cellseg_bridge.nn.size_model import SizeModel, load_size_model
+
+__all__ = ["SegmentationModel", "load_network_model"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SegmentationModel:
+    """A loaded segmentation network with what the pipeline needs beside it.
+
+    Attributes
+    ----------
+    net : CellposeUNet
+        The network in eval mode, on ``device``.
+    config : dict
+        The checkpoint's config (architecture, diameters, provenance).
+    name : str
+        The model name or path it was loaded from.
+    size_model : SizeModel or None
+        Style-to-diameter regression, if the model has one.
+    device : torch.device
+        Where the network runs (masks are always computed on the CPU).
+    """
+
+    net: CellposeUNet
+    config: dict
+    name: str
+    size_model: SizeModel | None = None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def diam_mean(self) -> float:
+        """Diameter (pixels) the network works at."""
+        return float(self.net.diam_mean.item())
+
+    @property
+    def diam_labels(self) -> float:
+        """Mean diameter of the training labels."""
+        return float(self.net.diam_labels.item())
+
+    @property
+    def nchan(self) -> int:
+        """Input channels of the network."""
+        return int(self.net.nchan)
+
+    def resolve_invert(self, invert: bool | None) -> bool:
+        """``invert`` as asked, or (None) as the model was trained (``config["invert"]``)."""
+        if invert is not None:
+            return bool(invert)
+        trained = bool(self.config.get("invert", False))
+        if trained:
+            logger.info("model %s was trained on inverted images: inverting (invert=False to switch off)", self.name)
+        return trained
+
+    def resolve_nuclear_channel(self, nuclear_channel: int | str | None) -> int | str | None:
+        """``nuclear_channel``, or None for a model that our trainer trained without one.
+
+        Such a network saw only zeros in its second input: its first normalisation
+        layer divides that input by ~0, so a real nuclear channel would wreck its output.
+        """
+        trained = self.config.get("channels")
+        if nuclear_channel is None or not isinstance(trained, dict) or trained.get("nuclear_channel") is not None:
+            return nuclear_channel
+        if "nuclear_channel" not in trained:
+            return nuclear_channel
+        logger.warning("model %s was trained without a nuclear channel: nuclear channel %r ignored",
+                       self.name, nuclear_channel)
+        return None
+
+
+def load_network_model(name_or_path: str | Path, device: str | torch.device = "auto") -> SegmentationModel:
+    """Load one segmentation network with its config and size model.
+
+    Parameters
+    ----------
+    name_or_path : str or Path
+        Registry name (``"nuclei"``, ``"cyto3"``) or checkpoint path.
+    device : str or torch.device
+        ``"auto"`` (CUDA, MPS, CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+
+    Raises
+    ------
+    InputError
+        Unknown model, unreadable checkpoint, or a restoration network.
+    """
+    name = name_or_path
+    dev = select_device(device)
+    path = resolve_model(name)
+    net, config = load_checkpoint(path, dev)
+    if int(config.get("nout", 3)) < 3:
+        raise InputError(
+            f"not a segmentation network (nout {config.get('nout')}; restoration models cannot segment)",
+            path,
+        )
+    size_path = size_model_path(path)
+    size_model = load_size_model(size_path) if size_path is not None else None
+    if size_model is not None:
+        logger.info("size model %s", size_path)
+    return SegmentationModel(net=net, config=config, name=str(name), size_model=size_model, device=dev)

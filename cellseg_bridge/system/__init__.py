@@ -1,0 +1,1 @@
+"""What this machine has: package versions, compute device, Java and ImageJ (``cellseg info``)."""
