@@ -9,6 +9,8 @@ as its last output and saves its results as ``.npy`` into the given folder.
     python peer_side.py segment IMAGE.npy CHECKPOINT OUT_DIR [--warmup WARMUP.npy]
         CellposeModel(pretrained_model=CHECKPOINT, gpu=False).eval(img, channels=[0, 0],
         diameter=None) -> OUT_DIR/masks.npy
+    python peer_side.py train SPEC.json      (``peer_train_cells.py``: train_seg on npz data)
+    python peer_side.py eval SPEC.json       (``peer_train_cells.py``: CellposeModel.eval + metrics)
 
 2 threads everywhere (OMP/MKL/NUMBA_NUM_THREADS set before the imports, torch.set_num_threads).
 """
@@ -114,11 +116,19 @@ def main() -> int:
     s.add_argument("checkpoint")
     s.add_argument("out")
     s.add_argument("--warmup")
+    for name in ("train", "eval"):
+        sub.add_parser(name).add_argument("spec", help="JSON written by peer_train_cells.py")
     args = ap.parse_args()
-    logging.basicConfig(level=logging.ERROR)
+    logging.basicConfig(level=logging.INFO if args.what in ("train", "eval") else logging.ERROR,
+                        format="%(asctime)s %(name)s: %(message)s")
     warnings.simplefilter("ignore")
     torch.set_num_threads(THREADS)
-    report = dynamics(args) if args.what == "dynamics" else segment(args)
+    if args.what in ("train", "eval"):
+        import peer_side_cells  # the same folder
+
+        report = getattr(peer_side_cells, args.what)(json.loads(Path(args.spec).read_text()))
+    else:
+        report = dynamics(args) if args.what == "dynamics" else segment(args)
     report["versions"] = {"cellpose": md.version("cellpose"), "torch": torch.__version__, "numpy": np.__version__,
                           "numba": md.version("numba"), "threads": torch.get_num_threads()}
     print(json.dumps(report))
