@@ -21,10 +21,10 @@ from typing import Any
 
 from cellseg_bridge.errors import DependencyError, InputError
 from cellseg_bridge.io._backends.common import (
-    _czi_is_bgr,
     _Image,
+    _image_scene,
     _refuse_axes,
-    _resolve_scene,
+    _scene_list,
     _third_party_boundary,
 )
 from cellseg_bridge.io._backends.lif import _open_lif, _open_readlif
@@ -78,35 +78,9 @@ def _aics_image(path: Path, fmt: str, ome: bool = False) -> Any:
         return AICSImage(path, reader=reader, **kwargs)
 
 
-def _aics_scenes(img: Any, path: Path, what: str) -> list[str]:
-    with _third_party_boundary(path, what):
-        return [str(s) for s in img.scenes]
-
-
 def _open_aics(path: Path, fmt: str, scene: int | str | None, ome: bool = False) -> _Image:
     """Open CZI, ND2, PNG/JPEG, ordinary LIF, OME-Zarr (and OME-TIFF metadata) with aicsimageio."""
-    img = _aics_image(path, fmt, ome)
-    what = "OME-TIFF" if ome else fmt
-    scenes = _aics_scenes(img, path, what)
-    index = _resolve_scene(scenes, scene, path)
-    with _third_party_boundary(path, what):
-        img.set_scene(index)
-        xdata = img.xarray_dask_data
-        sizes = img.physical_pixel_sizes
-        names = [str(n) for n in img.channel_names]
-        reader_name = type(img.reader).__name__
-    dims = "".join(str(d) for d in xdata.dims)
-    bgr = fmt == "CZI" and "S" in dims and _czi_is_bgr(path)
-    return _Image(
-        data=xdata.data,
-        dims=dims,
-        channel_names=names,
-        sizes={"Z": sizes.Z, "Y": sizes.Y, "X": sizes.X},
-        scenes=scenes,
-        scene_index=index,
-        reader=reader_name,
-        samples_bgr=bgr,
-    )
+    return _image_scene(_aics_image(path, fmt, ome), path, "OME-TIFF" if ome else fmt, fmt, scene)
 
 
 def _open_tiff(path: Path, scene: int | str | None, axes: str | None) -> _Image:
@@ -134,9 +108,9 @@ def scene_names(path: Path, fmt: str) -> list[str]:
     if fmt == "TIFF":
         tiff = _inspect_tiff(path)
         if tiff.is_ome:
-            return _aics_scenes(_aics_image(path, fmt, ome=True), path, "OME-TIFF")
+            return _scene_list(_aics_image(path, fmt, ome=True), path, "OME-TIFF")
         return [f"Image:{i}" for i in range(len(tiff.series))]
-    return _aics_scenes(_aics_image(path, fmt), path, fmt)
+    return _scene_list(_aics_image(path, fmt), path, fmt)
 
 
 def open_scene(path: Path, fmt: str, scene: int | str | None, axes: str | None) -> _Image:

@@ -37,10 +37,10 @@ from typing import Any
 
 from cellseg_bridge.errors import DependencyError, InputError
 from cellseg_bridge.io._backends.common import (
-    _czi_is_bgr,
     _Image,
+    _image_scene,
     _refuse_axes,
-    _resolve_scene,
+    _scene_list,
     _third_party_boundary,
 )
 from cellseg_bridge.io._backends.lif import _open_lif, _open_readlif
@@ -131,33 +131,9 @@ def _bioimage(path: Path, kind: str) -> Any:
         return BioImage(path, reader=reader, **kwargs)
 
 
-def _scenes(img: Any, path: Path, kind: str) -> list[str]:
-    with _third_party_boundary(path, kind):
-        return [str(s) for s in img.scenes]
-
-
 def _open_bioimage(path: Path, kind: str, scene: int | str | None) -> _Image:
     """Open one scene with the plugin for ``kind``; ``data`` has dims T C Z Y X (and S for colour)."""
-    img = _bioimage(path, kind)
-    scenes = _scenes(img, path, kind)
-    index = _resolve_scene(scenes, scene, path)
-    with _third_party_boundary(path, kind):
-        img.set_scene(index)
-        xdata = img.xarray_dask_data
-        sizes = img.physical_pixel_sizes
-        names = [str(n) for n in img.channel_names]
-    dims = "".join(str(d) for d in xdata.dims)
-    bgr = kind == "CZI" and "S" in dims and _czi_is_bgr(path)
-    return _Image(
-        data=xdata.data,
-        dims=dims,
-        channel_names=names,
-        sizes={"Z": sizes.Z, "Y": sizes.Y, "X": sizes.X},
-        scenes=scenes,
-        scene_index=index,
-        reader=PLUGINS[kind],
-        samples_bgr=bgr,
-    )
+    return _image_scene(_bioimage(path, kind), path, kind, kind, scene, reader=PLUGINS[kind])
 
 
 def _open_tiff(path: Path, scene: int | str | None, axes: str | None) -> _Image:
@@ -220,9 +196,9 @@ def scene_names(path: Path, fmt: str) -> list[str]:
         tiff = _inspect_tiff(path)
         if tiff.is_ome:
             _require_tiff_plugins()
-            return _scenes(_bioimage(path, "OME-TIFF"), path, "OME-TIFF")
+            return _scene_list(_bioimage(path, "OME-TIFF"), path, "OME-TIFF")
         return [f"Image:{i}" for i in range(len(tiff.series))]
-    return _scenes(_bioimage(path, fmt), path, fmt)
+    return _scene_list(_bioimage(path, fmt), path, fmt)
 
 
 def open_scene(path: Path, fmt: str, scene: int | str | None, axes: str | None) -> _Image:

@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dask.array as da
 import numpy as np
@@ -102,3 +103,39 @@ def _czi_is_bgr(path: Path) -> bool:
     with _third_party_boundary(path, "CZI"):
         pixel_type = str(CziFile(path).pixel_type)
     return pixel_type.lower().startswith("bgr")
+
+
+def _scene_list(img: Any, path: Path, what: str) -> list[str]:
+    """Scene names of an opened ``BioImage`` / ``AICSImage`` (third-party errors as InputError)."""
+    with _third_party_boundary(path, what):
+        return [str(s) for s in img.scenes]
+
+
+def _image_scene(img: Any, path: Path, what: str, fmt: str, scene: int | str | None,
+                 reader: str | None = None) -> _Image:
+    """One scene of an opened ``BioImage`` / ``AICSImage`` (both have the same model of an image).
+
+    ``reader`` names what read the pixels (default: the class of ``img.reader``);
+    ``fmt`` is the format as named by the reader's suffix table (a CZI's colour
+    samples may be stored BGR).
+    """
+    scenes = _scene_list(img, path, what)
+    index = _resolve_scene(scenes, scene, path)
+    with _third_party_boundary(path, what):
+        img.set_scene(index)
+        xdata = img.xarray_dask_data
+        sizes = img.physical_pixel_sizes
+        names = [str(n) for n in img.channel_names]
+        reader = reader or type(img.reader).__name__
+    dims = "".join(str(d) for d in xdata.dims)
+    return _Image(
+        data=xdata.data,
+        dims=dims,
+        channel_names=names,
+        sizes={"Z": sizes.Z, "Y": sizes.Y, "X": sizes.X},
+        scenes=scenes,
+        scene_index=index,
+        reader=reader,
+        samples_bgr=fmt == "CZI" and "S" in dims and _czi_is_bgr(path),
+    )
+
