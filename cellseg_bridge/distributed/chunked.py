@@ -360,6 +360,7 @@ def segment_large(
         raise InputError("chunked segmentation needs one model for the whole image; model 'auto' chooses per image: "
                          "run `cellseg models suggest IMAGE` on a smaller view and pass the model it names")
     local_model = cached_model(spec, opts.device)
+    opts = local_model.resolve_options(opts)
     source = open_plane_source(image, axes=axes, scene=scene, channel=opts.channel,
                                nuclear_channel=opts.nuclear_channel, nchan=local_model.nchan)
     diameter = _diameter(opts, local_model, source)
@@ -373,9 +374,8 @@ def segment_large(
     tic = time.perf_counter()
     ranges = plane_percentiles(source, *opts.normalize_percentiles)
     t_perc = time.perf_counter() - tic
-    invert = local_model.resolve_invert(opts.invert)
     params = _ChunkParams(
-        grid=grid, normalize=_Normalizer(tuple(ranges), invert), plane_shape=source.shape,
+        grid=grid, normalize=_Normalizer(tuple(ranges), opts.invert), plane_shape=source.shape,
         niter=int(opts.niter) if opts.niter else int((1.0 / rescale) * 200),
         cellprob_threshold=opts.cellprob_threshold, flow_threshold=opts.flow_threshold,
         min_size=opts.min_size, max_size_fraction=opts.max_size_fraction,

@@ -6,12 +6,14 @@ is the public loader (it also knows ``"auto"``, :mod:`cellseg_bridge.segmentatio
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from cellseg_bridge.config import SegmentOptions
 from cellseg_bridge.errors import InputError
 from cellseg_bridge.nn.checkpoint import load_checkpoint
 from cellseg_bridge.nn.inference import select_device
@@ -63,6 +65,15 @@ class SegmentationModel:
         """Input channels of the network."""
         return int(self.net.nchan)
 
+    def resolve_options(self, options: SegmentOptions) -> SegmentOptions:
+        """``options`` with ``invert`` and ``nuclear_channel`` resolved for this model.
+
+        Every path that feeds this network (whole image, chunks, style) calls it,
+        so none can hand it an input it was not trained on.
+        """
+        return dataclasses.replace(options, invert=self.resolve_invert(options.invert),
+                                   nuclear_channel=self.resolve_nuclear_channel(options.nuclear_channel))
+
     def resolve_invert(self, invert: bool | None) -> bool:
         """``invert`` as asked, or (None) as the model was trained (``config["invert"]``)."""
         if invert is not None:
@@ -79,10 +90,8 @@ class SegmentationModel:
         layer divides that input by ~0, so a real nuclear channel would wreck its output.
         """
         trained = self.config.get("channels")
-        if nuclear_channel is None or not isinstance(trained, dict) or trained.get("nuclear_channel") is not None:
-            return nuclear_channel
-        if "nuclear_channel" not in trained:
-            return nuclear_channel
+        if nuclear_channel is None or not isinstance(trained, dict) or trained.get("nuclear_channel", 0) is not None:
+            return nuclear_channel  # no nuclear channel asked for, or a model that had one (or does not say)
         logger.warning("model %s was trained without a nuclear channel: nuclear channel %r ignored",
                        self.name, nuclear_channel)
         return None

@@ -364,8 +364,7 @@ def segment(
     data, names, sizes = as_tczyx(image, axes)
     if not isinstance(model, SegmentationModel):
         model = load_model(model, opts.device)
-    opts = dataclasses.replace(opts, model=model.name, invert=model.resolve_invert(opts.invert),
-                               nuclear_channel=model.resolve_nuclear_channel(opts.nuclear_channel))
+    opts = dataclasses.replace(model.resolve_options(opts), model=model.name)
     planes_all = select_channels(data, names, opts, model.nchan)
     del data
     nt, _, nz, ly, lx = planes_all.shape

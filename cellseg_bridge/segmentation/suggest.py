@@ -16,7 +16,6 @@ specialists.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,7 +170,7 @@ def image_style(model: Any, image: Any, *, axes: str | None = None, options: Seg
     """
     names = set(SegmentOptions.names())
     opts = SegmentOptions.derive(options or DEFAULTS.segment, **{k: v for k, v in overrides.items() if k in names})
-    opts = dataclasses.replace(opts, invert=model.resolve_invert(opts.invert))
+    opts = model.resolve_options(opts)
     data, channel_names, _ = as_tczyx(image, axes)
     planes = select_channels(data, channel_names, opts, model.nchan)[0]  # (C, Z, Y, X)
     plane = normalize(planes, opts, whole_stack=False)[:, planes.shape[1] // 2]

@@ -340,3 +340,17 @@ def test_nuclear_channel_is_ignored_by_a_model_trained_without_one(tiny_model, c
     np.testing.assert_allclose(two.flows, direct.flows, atol=1e-6)
     assert "trained without a nuclear channel" in caplog.text
     assert two.options.nuclear_channel is None
+
+
+def test_chunked_path_ignores_the_nuclear_channel_too(tiny_model, caplog):
+    """The chunked path resolves options through the same model method as the whole-image path."""
+    from cellseg_bridge.distributed.chunked import segment_large
+
+    a, b = _blobs(), _blobs(centres=((10, 50),))
+    without = dataclasses.replace(tiny_model, config={**tiny_model.config,
+                                                       "channels": {"channel": 0, "nuclear_channel": None}})
+    direct = segment_large(b, without, diameter=17.0)
+    with caplog.at_level("WARNING"):
+        two = segment_large(np.stack([b, a]), without, axes="CYX", channel=0, nuclear_channel=1, diameter=17.0)
+    np.testing.assert_array_equal(two.labels, direct.labels)
+    assert "trained without a nuclear channel" in caplog.text
