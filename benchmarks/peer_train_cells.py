@@ -212,10 +212,10 @@ def write_train_data(work: Path, name: str, n_val: int, max_images: int | None) 
     tic = time.perf_counter()
     sources, val = dataset_sources([name], n_val, max_images)
     pairs = sources[0].data
-    arrays: dict[str, np.ndarray] = {"names": np.array([f"{name}[{i}]" for i in range(len(pairs))]),
-                                     "val_names": np.array([f"{name}[val {i}]" for i in range(len(val.get(name, [])))])}
+    arrays: dict[str, np.ndarray] = {"names": np.array([key for _, _, key in pairs]),
+                                     "val_names": np.array([key for _, _, key in val.get(name, [])])}
     for prefix, items in (("", pairs), ("val_", val.get(name, []))):
-        for i, (image, labels) in enumerate(items):
+        for i, (image, labels, _) in enumerate(items):
             arrays[f"{prefix}img_{i:04d}"] = np.asarray(image, np.float32)
             arrays[f"{prefix}lbl_{i:04d}"] = np.asarray(labels).astype(_label_dtype(np.asarray(labels)))
     path.parent.mkdir(parents=True, exist_ok=True)

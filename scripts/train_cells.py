@@ -53,9 +53,9 @@ def dataset_sources(
         train_split = datasets.load(name, "train")
         held = train_split[len(train_split) - n_val :] if n_val > 0 else []
         use = train_split[: len(train_split) - len(held)][:max_images]
-        sources.append(DataSource([(s.image, s.labels) for s in use], float(weight or 1.0), name))
+        sources.append(DataSource([(s.image, s.labels, s.key) for s in use], float(weight or 1.0), name))
         if held:
-            val[name] = [(s.image, s.labels) for s in held]
+            val[name] = [(s.image, s.labels, s.key) for s in held]
         log.info("%s: %d train image(s), %d held out: %s", name, len(use), len(held), [s.name for s in held])
     return sources, val
 

@@ -40,7 +40,11 @@ MIN_TRAIN_DIAMETER = 5.0
 
 
 def _raw_items(data: Any, axes: str | None, opts: TrainOptions, masks_dir) -> list[tuple[str, Any, Any, str | None]]:
-    """``(name, image, labels, axes)`` for a folder, pairs of files, or (image, labels) arrays."""
+    """``(name, image, labels, axes)`` for a folder, pairs of files, or arrays.
+
+    Arrays come as ``(image, labels)`` (named ``image i``) or ``(image, labels, name)``, the name
+    that logs, warnings and the model's provenance show (e.g. ``usiigaci/set41``).
+    """
     if isinstance(data, (str, Path)):
         data = find_pairs(data, mask_suffix=opts.mask_suffix, masks_dir=masks_dir)
     items = []
@@ -48,8 +52,10 @@ def _raw_items(data: Any, axes: str | None, opts: TrainOptions, masks_dir) -> li
         if isinstance(entry, TrainPair):
             image, labels = load_pair(entry)
             items.append((entry.image.name, image, labels, None))
-        elif isinstance(entry, (tuple, list)) and len(entry) == 2:
-            image, labels = entry
+        elif isinstance(entry, (tuple, list)) and (
+            len(entry) == 2 or (len(entry) == 3 and isinstance(entry[2], str))
+        ):
+            image, labels = entry[0], entry[1]
             if isinstance(image, (str, Path)) or isinstance(labels, (str, Path)):
                 kind = "rois" if str(labels).lower().endswith(".zip") else (
                     "seg_npy" if str(labels).endswith("_seg.npy") else "labels")
@@ -57,10 +63,10 @@ def _raw_items(data: Any, axes: str | None, opts: TrainOptions, masks_dir) -> li
                 image, labels = load_pair(pair)
                 items.append((pair.image.name, image, labels, None))
             else:
-                items.append((f"image {i}", image, labels, axes))
+                items.append((entry[2] if len(entry) == 3 else f"image {i}", image, labels, axes))
         else:
             raise InputError(
-                "training data must be a folder, TrainPair objects or (image, labels) pairs; "
+                "training data must be a folder, TrainPair objects or (image, labels[, name]) tuples; "
                 f"item {i} is a {type(entry).__name__}"
             )
     if not items:

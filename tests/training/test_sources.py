@@ -55,13 +55,15 @@ def test_as_sources_wraps_plain_data_and_refuses_mixtures(pairs):
 
 def test_train_on_weighted_sources_records_shares_and_per_dataset_ap(pairs, tmp_path):
     out = tmp_path / "m"
-    sources = [DataSource(pairs[:3], 0.2, "big"), DataSource(pairs[3:4], 0.8, "small")]
+    named = [(*pairs[3], "small/field 3")]  # (image, labels, name): the name reaches the provenance
+    sources = [DataSource(pairs[:3], 0.2, "big"), DataSource(named, 0.8, "small")]
     res = train(sources, out, val_data={"big": pairs[4:], "small": pairs[3:4]}, n_epochs=2, progress=False,
                 **{**TINY, "val_every": 1})
     prov = json.loads((out / "config.json").read_text())["provenance"]
     shares = {d["name"]: (d["n_images"], d["share"]) for d in prov["datasets"]}
     assert shares["big"][0] == 3 and shares["small"][0] == 1
     assert shares["big"][1] == pytest.approx(0.2) and shares["small"][1] == pytest.approx(0.8)
+    assert prov["train_images"] == ["image 0", "image 1", "image 2", "small/field 3"]
     header = (out / "curves.csv").read_text().splitlines()[0].split(",")
     assert {"ap50_big", "ap75_big", "ap90_small"} <= set(header)
     last = res.curves[-1]
