@@ -105,3 +105,31 @@ def test_track_on_a_single_time_point_is_a_logged_skip(inputs, tmp_path, engine,
     assert "one time point, nothing to track" in text
     assert "cannot be tracked" not in text  # stack.ome.tif: one time point says it first
     assert GeoJsonOptions().geojson_object_type == "detection"
+
+
+def test_track_on_a_real_time_lapse(shared_data, tmp_path):
+    """E. coli (GFP) time-lapse from ``formats/nd2``: its first 6 frames, the bundled nuclei model, --track."""
+    from cellseg_bridge.io.reader import open_image
+
+    movie = open_image(shared_data / "formats" / "nd2" / "example-timelapse.nd2")
+    assert movie.sizes["T"] == 53
+    src = tmp_path / "timelapse6.ome.tif"
+    write_ome_tiff(np.asarray(movie.isel(T=slice(0, 6)).values), src, dims="TCZYX",
+                   channel_names=[str(c) for c in movie.attrs["channel_names"]],
+                   physical_pixel_sizes=movie.attrs["physical_pixel_sizes"])
+    out = tmp_path / "out"
+    report = segment_files(src, out, track=True, outputs=("labels", "rois"), quiet=True, model="nuclei",
+                           device="cpu")
+    assert report.ok, report.summary()
+    rows = _csv_rows(out / "timelapse6_tracks.csv")
+    frames: dict[str, set[str]] = {}
+    for r in rows:
+        frames.setdefault(r["track"], set()).add(r["frame"])
+    labels = _labels_of(out / "timelapse6_labels.ome.tif")
+    assert set(frames) == {str(v) for v in np.unique(labels) if v}  # one track per label value
+    assert len(rows) == sum(len(np.unique(labels[t])) - 1 for t in range(6))  # one row per cell and frame
+    lengths = sorted(len(f) for f in frames.values())
+    print(f"real time-lapse, 6 frames: {len(frames)} tracks, lengths {lengths}")
+    # the bacteria barely move in 6 frames: most cells are followed through the whole excerpt
+    assert sum(n == 6 for n in lengths) >= 4
+    assert any(r.name.startswith("track_") and r.name.endswith("_t006") for r in read_rois(out / "timelapse6_RoiSet.zip"))
