@@ -70,7 +70,7 @@ class TrackResult:
 
 
 def overlap_iou(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """IoU of every label of ``a`` with every label of ``b`` (same shape).
+    """IoU of every label of ``a`` with every label of ``b`` (same shape), as a dense matrix.
 
     Returns
     -------
@@ -79,19 +79,53 @@ def overlap_iou(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     iou : numpy.ndarray
         ``(len(labels_a), len(labels_b))`` float64.
     """
+    la, lb, rows, cols, values = _overlaps(a, b)
+    iou = np.zeros((la.size, lb.size), np.float64)
+    iou[rows, cols] = values
+    return la, lb, iou
+
+
+def _overlaps(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Labels of ``a`` and ``b`` and the IoU of every overlapping pair: (labels_a, labels_b, rows, cols, iou)."""
     a = np.asarray(a).ravel()
     b = np.asarray(b).ravel()
     la, ca = np.unique(a[a > 0], return_counts=True)
     lb, cb = np.unique(b[b > 0], return_counts=True)
-    iou = np.zeros((la.size, lb.size), np.float64)
     both = (a > 0) & (b > 0)
-    if both.any() and la.size and lb.size:
-        ia = np.searchsorted(la, a[both])
-        ib = np.searchsorted(lb, b[both])
-        pairs, inter = np.unique(ia.astype(np.int64) * lb.size + ib, return_counts=True)
-        ri, rj = np.divmod(pairs, lb.size)
-        iou[ri, rj] = inter / (ca[ri] + cb[rj] - inter)
-    return la, lb, iou
+    if not both.any():
+        empty = np.zeros(0, np.int64)
+        return la, lb, empty, empty, np.zeros(0, np.float64)
+    ia = np.searchsorted(la, a[both]).astype(np.int64)
+    ib = np.searchsorted(lb, b[both]).astype(np.int64)
+    pairs, inter = np.unique(ia * lb.size + ib, return_counts=True)
+    rows, cols = np.divmod(pairs, lb.size)
+    return la, lb, rows, cols, inter / (ca[rows] + cb[cols] - inter)
+
+
+def _assign(tracks: np.ndarray, cells: np.ndarray, cost: np.ndarray) -> list[tuple[int, int]]:
+    """Optimal pairs (track index, cell index) of a sparse cost list, one small problem per connected group."""
+    from scipy.optimize import linear_sum_assignment
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    if tracks.size == 0:
+        return []
+    rows, row_of = np.unique(tracks, return_inverse=True)
+    cols, col_of = np.unique(cells, return_inverse=True)
+    n_r = rows.size
+    graph = coo_matrix((np.ones(tracks.size), (row_of, n_r + col_of)), shape=(n_r + cols.size,) * 2)
+    _, group = connected_components(graph, directed=False)
+    pairs: list[tuple[int, int]] = []
+    for g in np.unique(group[row_of]):
+        edges = np.flatnonzero(group[row_of] == g)
+        r_ids, r_local = np.unique(row_of[edges], return_inverse=True)
+        c_ids, c_local = np.unique(col_of[edges], return_inverse=True)
+        block = np.zeros((r_ids.size, c_ids.size))  # 0: no link (costs of links are negative)
+        block[r_local, c_local] = cost[edges]
+        for i, j in zip(*linear_sum_assignment(block)):
+            if block[i, j] < 0:
+                pairs.append((int(rows[r_ids[i]]), int(cols[c_ids[j]])))
+    return pairs
 
 
 def link_labels(labels: object, *, iou_threshold: float = 0.1, max_gap: int = 1) -> TrackResult:
@@ -116,8 +150,6 @@ def link_labels(labels: object, *, iou_threshold: float = 0.1, max_gap: int = 1)
     InputError
         Not integer labels, fewer than 2 dimensions, or options out of range.
     """
-    from scipy.optimize import linear_sum_assignment
-
     lab = np.asarray(labels)
     if lab.ndim < 2 or lab.dtype.kind not in "iu":
         raise InputError(f"tracking needs integer labels with a time axis first, got {lab.dtype} {lab.shape}")
@@ -134,23 +166,21 @@ def link_labels(labels: object, *, iou_threshold: float = 0.1, max_gap: int = 1)
         open_tracks = {k: v for k, v in open_tracks.items() if t - v[0] - 1 <= max_gap}
         frame_map: dict[int, int] = {}
         if open_tracks and current.size:
+            # candidate links (track, cell of this frame, cost = -IoU + gap penalty) at or above the threshold
+            t_idx, c_idx, costs = [], [], []
             tracks = sorted(open_tracks)
-            cost = np.zeros((len(tracks), current.size))
-            iou = np.zeros_like(cost)
             for last in sorted({open_tracks[k][0] for k in tracks}):
-                rows = [i for i, k in enumerate(tracks) if open_tracks[k][0] == last]
-                la, lb, m = overlap_iou(lab[last], lab[t])
-                pos_b = np.searchsorted(current, lb)
-                for i in rows:
-                    j = np.searchsorted(la, open_tracks[tracks[i]][1])
-                    iou[i, pos_b] = m[j]
-                cost[rows] = -iou[rows] + _GAP_PENALTY * (t - last - 1)
-            cost[iou < iou_threshold] = 0.0
-            for i, j in zip(*linear_sum_assignment(cost)):
-                if iou[i, j] >= iou_threshold:
-                    track = tracks[i]
-                    n_gap += int(open_tracks[track][0] < t - 1)
-                    frame_map[int(current[j])] = track
+                group = [k for k in tracks if open_tracks[k][0] == last]
+                la, lb, rows, cols, iou = _overlaps(lab[last], lab[t])
+                track_at = np.zeros(la.size, np.int64)
+                track_at[np.searchsorted(la, [open_tracks[k][1] for k in group])] = group
+                keep = (iou >= iou_threshold) & (track_at[rows] > 0)
+                t_idx.append(track_at[rows[keep]])
+                c_idx.append(np.searchsorted(current, lb[cols[keep]]))
+                costs.append(-iou[keep] + _GAP_PENALTY * (t - last - 1))
+            for track, j in _assign(np.concatenate(t_idx), np.concatenate(c_idx), np.concatenate(costs)):
+                n_gap += int(open_tracks[track][0] < t - 1)
+                frame_map[int(current[j])] = track
         for value in current.tolist():
             if value not in frame_map:
                 n_tracks += 1

@@ -98,6 +98,8 @@ def test_qupath_properties_planes_and_measurements(tmp_path):
     assert second["properties"]["classification"]["name"] == "Nucleus"
     assert second["properties"]["measurements"] == {"Area px": 16, "Mean ch0": None}
     path = write_geojson(features, tmp_path / "t.geojson")
+    geojson = pytest.importorskip("geojson")
+    assert geojson.loads(path.read_text()).is_valid  # the QuPath "plane" member is a foreign member
     parsed = read_geojson(path)
     assert [f.plane for f in parsed] == [(0, 0), (0, 2), (0, 2)]
     with pytest.raises(InputError, match="planes"):
