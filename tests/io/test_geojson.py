@@ -181,3 +181,38 @@ def test_qupath_variants_are_read(tmp_path):
     assert np.array_equal(np.argwhere(labels == 1).min(axis=0), [2, 2])
     assert np.array_equal(np.argwhere(labels == 1).max(axis=0), [4, 5])
     assert np.count_nonzero(labels == 2) == 4 + 4
+
+
+def imagej_fill(features: list[dict], shape: tuple[int, int]) -> np.ndarray:
+    """ImageJ's own rasterisation of GeoJSON features: a Java2D path per feature -> ShapeRoi -> ip.fill."""
+    from scyjava import jimport
+
+    path2d = jimport("java.awt.geom.Path2D$Double")
+    shape_roi = jimport("ij.gui.ShapeRoi")
+    ip = jimport("ij.process.ShortProcessor")(shape[1], shape[0])
+    for k, feature in enumerate(features, start=1):
+        geometry = feature["geometry"]
+        polygons = [geometry["coordinates"]] if geometry["type"] == "Polygon" else geometry["coordinates"]
+        path = path2d(path2d.WIND_EVEN_ODD)
+        for rings in polygons:
+            for ring in rings:
+                path.moveTo(float(ring[0][0]), float(ring[0][1]))
+                for x, y in ring[1:-1]:
+                    path.lineTo(float(x), float(y))
+                path.closePath()
+        ip.setValue(float(k))
+        ip.fill(shape_roi(path))
+    return np.asarray(ip.getPixels()).view(np.uint16).reshape(shape)
+
+
+@pytest.mark.imagej
+def test_imagej_fills_our_geojson_exactly(ij, shared_data):
+    """ImageJ (Java2D paths, as QuPath's shapes) fills every written feature with exactly its cell's pixels."""
+    import tifffile
+
+    from tests.core.test_polygons import random_labels, tricky_labels
+
+    cases = [sequential(tifffile.imread(shared_data / "stardist" / "mask2d.tif")), tricky_labels(), random_labels(1)]
+    for labels in cases:
+        labels = sequential(labels)
+        np.testing.assert_array_equal(imagej_fill(labels_to_features(labels), labels.shape), labels)
