@@ -133,3 +133,18 @@ def test_track_on_a_real_time_lapse(shared_data, tmp_path):
     # the bacteria barely move in 6 frames: most cells are followed through the whole excerpt
     assert sum(n == 6 for n in lengths) >= 4
     assert any(r.name.startswith("track_") and r.name.endswith("_t006") for r in read_rois(out / "timelapse6_RoiSet.zip"))
+
+
+def test_track_a_z_stack_only_as_3d_objects(tmp_path, engine, caplog):  # noqa: F811
+    src = tmp_path / "tz.ome.tif"
+    data = np.stack([_blobs((1, 2, 32, 40), 30 + t) for t in range(3)])  # T C Z Y X
+    write_ome_tiff(data, src, dims="TCZYX", physical_pixel_sizes=SIZES)
+    kwargs = dict(track=True, outputs=("labels",), quiet=True, segment_fn=engine.segment,
+                  load_model_fn=engine.load_model)
+    with caplog.at_level(logging.INFO, logger="cellseg_bridge.batch.segment"):
+        assert segment_files(src, tmp_path / "planes", **kwargs).ok
+    assert "cannot be tracked" in caplog.text and not (tmp_path / "planes" / "tz_tracks.csv").exists()
+    assert segment_files(src, tmp_path / "3d", do_3d=True, **kwargs).ok
+    rows = _csv_rows(tmp_path / "3d" / "tz_tracks.csv")
+    assert "centroid_z" in rows[0] and "volume" in rows[0]
+    assert {r["frame"] for r in rows} == {"0", "1", "2"}
