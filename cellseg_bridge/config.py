@@ -264,6 +264,27 @@ class RoiOptions(Options):
 
 
 @dataclass(frozen=True)
+class GeoJsonOptions(Options):
+    """The QuPath GeoJSON output of ``segment`` (``--save-geojson``)."""
+
+    geojson_object_type: str = option(
+        "detection", "QuPath object type of the cells in <base>_cells.geojson: detection (many, light) or "
+                     "annotation (editable, what QuPath trains from).", choices=("detection", "annotation"))
+    geojson_classification: str | None = option("Cell", "QuPath classification (class name) of the cells; "
+                                                        "empty for none.")
+
+
+@dataclass(frozen=True)
+class TrackOptions(Options):
+    """Linking labels over time (``segment --track``)."""
+
+    track_iou_threshold: float = option(
+        0.1, "Smallest overlap (IoU) of a cell with a cell of an earlier frame to continue its track.", gt=0, le=1)
+    track_max_gap: int = option(
+        1, "A track may skip at most this many frames (a cell missed by the segmentation) and continue.", ge=0)
+
+
+@dataclass(frozen=True)
 class SegmentOptions(Options):
     """Options of segmentation (``segment`` API, ``cellseg segment``, Fiji scripts)."""
 
@@ -446,6 +467,8 @@ class Defaults:
     batch: BatchOptions = field(default_factory=BatchOptions)
     convert: ConvertOptions = field(default_factory=ConvertOptions)
     rois: RoiOptions = field(default_factory=RoiOptions)
+    geojson: GeoJsonOptions = field(default_factory=GeoJsonOptions)
+    track: TrackOptions = field(default_factory=TrackOptions)
     segment: SegmentOptions = field(default_factory=SegmentOptions)
     distributed: DistributedOptions = field(default_factory=DistributedOptions)
     train: TrainOptions = field(default_factory=TrainOptions)

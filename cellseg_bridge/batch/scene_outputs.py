@@ -1,4 +1,4 @@
-"""How ``segment`` writes each output of one scene besides the label image (ROIs, flows, ``_seg.npy``).
+"""How ``segment`` writes each output of one scene besides the label image (ROIs, GeoJSON, tracks, flows, ``_seg.npy``).
 
 The job (:func:`cellseg_bridge.batch.segment.segment_item`) calls these with paths in its staging folder.
 """
@@ -11,10 +11,14 @@ from typing import Any
 
 import numpy as np
 
-from cellseg_bridge.config import SegmentOptions
+from cellseg_bridge.config import GeoJsonOptions, SegmentOptions
 from cellseg_bridge.errors import InputError
 
-__all__ = ["count_labels", "network_outputs", "write_flows", "write_rois", "write_seg_npy_output"]
+__all__ = ["count_labels", "network_outputs", "write_flows", "write_geojson_output", "write_rois", "write_seg_npy_output",
+           "write_tracks"]
+
+#: ROI and GeoJSON names of cells linked over time (``segment --track``): the track id, then ``_t003``.
+TRACK_NAME_FORMAT = "track_{label:04d}"
 
 
 def count_labels(labels: np.ndarray) -> int:
@@ -29,8 +33,8 @@ def count_labels(labels: np.ndarray) -> int:
     return int(np.unique(labels).size - (labels.min() == 0))
 
 
-def write_rois(labels: np.ndarray, n_channels: int, path: Path) -> None:
-    """ImageJ ROIs of (T, Z, Y, X) labels with the positions described in the module docstring."""
+def write_rois(labels: np.ndarray, n_channels: int, path: Path, name_format: str | None = None) -> None:
+    """ImageJ ROIs of (T, Z, Y, X) labels with the positions described in :mod:`cellseg_bridge.batch.segment`."""
     from cellseg_bridge.io.roi_export import labels_to_rois, write_roi_zip
 
     n_t, n_z = labels.shape[:2]
@@ -40,7 +44,52 @@ def write_rois(labels: np.ndarray, n_channels: int, path: Path) -> None:
     if n_channels > 1 and len(stack) == 1:
         # a hyperstack with channels: hyperstack positions with channel 0 = all channels
         position = {("Z" if stack == "T" else "T"): 0}
-    write_roi_zip(labels_to_rois(data, axes=stack + "YX", position=position), path)
+    write_roi_zip(labels_to_rois(data, axes=stack + "YX", position=position, name_format=name_format), path)
+
+
+def write_geojson_output(path: Path, labels: np.ndarray, pixels: np.ndarray, channel_names: list[str], sizes: dict,
+                         options: GeoJsonOptions, name_format: str | None = None) -> None:
+    """``<base>_cells.geojson`` (QuPath): one feature per cell and plane with its measurements.
+
+    Measurements per plane: ``Label``, ``Area px^2`` (and ``Area µm^2``), ``Centroid X px`` and
+    ``Centroid Y px`` in QuPath's coordinates (origin at the image's top-left corner, so pixel
+    centres at .5), ``<channel>: Mean``.
+    """
+    from cellseg_bridge.io.geojson import labels_to_features, write_geojson
+    from cellseg_bridge.io.tables import measure_cells
+
+    table = measure_cells(labels, np.moveaxis(pixels, 1, 0), axes="TZYX", channel_names=channel_names,
+                          pixel_sizes=sizes, per_plane=True)
+    n = len(table["label"])
+    zeros = np.zeros(n, np.int64)
+    columns = {"Label": table["label"], "Area px^2": table["area"]}
+    if "area_um2" in table:
+        columns["Area µm^2"] = table["area_um2"]
+    columns |= {"Centroid X px": table["centroid_x"] + 0.5, "Centroid Y px": table["centroid_y"] + 0.5}
+    columns |= {f"{name}: Mean": table[f"mean_{name}"] for name in channel_names}
+    rows = zip(table.get("t", zeros).tolist(), table.get("z", zeros).tolist(), table["label"].tolist())
+    measurements = {key: {k: v[i] for k, v in columns.items()} for i, key in enumerate(rows)}
+    features = labels_to_features(labels, axes="TZYX", object_type=options.geojson_object_type,
+                                  classification=options.geojson_classification or None, name_format=name_format,
+                                  measurements=measurements)
+    write_geojson(features, path)
+
+
+def write_tracks(path: Path, labels: np.ndarray, sizes: dict) -> None:
+    """``<base>_tracks.csv`` of labels linked over time: one row per track and frame.
+
+    Columns ``track``, ``frame`` (0-based), ``label`` (the value in ``<base>_labels.ome.tif``,
+    which is the track id), ``centroid_x``, ``centroid_y`` (``centroid_z`` for 3D; pixels, pixel
+    centres at integers), ``area`` (``volume``) and ``area_um2`` (``volume_um3``) when pixel sizes
+    are known. Rows by frame, then track.
+    """
+    from cellseg_bridge.io.tables import measure_cells, write_csv
+
+    table = measure_cells(labels, axes="TZYX", pixel_sizes=sizes, per_plane=False)
+    out = {"track": table["label"], "frame": table["t"], "label": table["label"]}
+    out |= {k: table[k] for k in ("centroid_x", "centroid_y", "centroid_z") if k in table}
+    out |= {k: table[k] for k in ("area", "volume", "area_um2", "volume_um3") if k in table}
+    write_csv(out, path)
 
 
 def spatial_resample(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -23,6 +23,13 @@ file                        content                                           wh
                             ``filename`` = the input's absolute path)         2D images only
 ``<base>_flows.ome.tif``    network output per pixel: channels ``dY``,        ``save_flows``
                             ``dX`` (``dZ`` first in 3D) and ``cellprob``
+``<base>_cells.geojson``    QuPath GeoJSON: one feature per cell and plane,   ``save_geojson``
+                            pixel-exact polygons with measurements
+                            (:mod:`cellseg_bridge.io.geojson`)
+``<base>_tracks.csv``       labels linked over time (:mod:`~cellseg_bridge.   ``track``,
+                            core.tracking`): track, frame, label, centroid,   time-lapses only
+                            area (:func:`~cellseg_bridge.batch.scene_outputs.
+                            write_tracks`)
 ==========================  ================================================  =====================
 
 Positions and modes:
@@ -36,6 +43,12 @@ Positions and modes:
   stack is segmented plane by plane and measured per plane (a ``z`` column).
 - ``_seg.npy`` is written for images with one time point and one plane only
   (Cellpose's GUI format); it is skipped, with a log message, for stacks.
+- ``track``: every cell keeps its track id as label value in all outputs (labels,
+  ROIs named ``track_0007_t003``, a ``track`` column in the CSV, GeoJSON names).
+  A scene with one time point is not tracked: it is segmented as usual, without
+  ``_tracks.csv``, and a log line says so (not an error); so is a Z stack segmented
+  plane by plane (tracking needs 2D frames, or 3D objects: ``do_3d`` or
+  ``stitch_threshold``). Planes segmented in chunks get neither tracks nor GeoJSON.
 
 Every output of an item is written into a hidden staging folder in
 ``out_dir`` and moved into place only when all of them are complete, so a
@@ -59,7 +72,7 @@ from cellseg_bridge.batch.naming import open_scene, scene_items, select_scene
 from cellseg_bridge.batch.report import BatchReport
 from cellseg_bridge.batch.runner import expand_inputs, plan_inputs, run_items
 from cellseg_bridge.batch.segment_job import ModelOnce, segment_item, segment_large_task, segment_task
-from cellseg_bridge.config import DEFAULTS, SegmentOptions
+from cellseg_bridge.config import DEFAULTS, GeoJsonOptions, SegmentOptions, TrackOptions
 from cellseg_bridge.errors import CellsegError, InputError
 
 log = logging.getLogger(__name__)
@@ -81,8 +94,10 @@ OUTPUT_SUFFIXES = {
     "overlay": "_overlay.png",
     "seg_npy": "_seg.npy",
     "flows": "_flows.ome.tif",
+    "geojson": "_cells.geojson",
+    "tracks": "_tracks.csv",
 }
-#: Kinds that ``outputs`` may name (``seg_npy`` and ``flows`` have their own switches).
+#: Kinds that ``outputs`` may name (``seg_npy``, ``flows``, ``geojson``, ``tracks`` have their own switches).
 OUTPUT_KINDS = ("labels", "rois", "csv", "overlay")
 #: What ``cellseg segment`` writes unless told otherwise.
 DEFAULT_OUTPUTS = OUTPUT_KINDS
@@ -125,6 +140,10 @@ def segment_files(
     outputs: Sequence[str] = DEFAULT_OUTPUTS,
     save_seg_npy: bool = False,
     save_flows: bool = False,
+    save_geojson: bool = False,
+    track: bool = False,
+    geojson_options: GeoJsonOptions | None = None,
+    track_options: TrackOptions | None = None,
     recursive: bool = DEFAULTS.batch.recursive,
     quiet: bool = False,
     segment_fn: Callable[..., Any] | None = None,
@@ -169,6 +188,12 @@ def segment_files(
         Also write ``<base>_seg.npy`` for 2D images (Cellpose GUI).
     save_flows : bool
         Also write ``<base>_flows.ome.tif``.
+    save_geojson : bool
+        Also write ``<base>_cells.geojson`` (QuPath), as ``geojson_options`` say.
+    track : bool
+        Link labels over time (``track_options``) and write ``<base>_tracks.csv`` (time-lapses).
+    geojson_options, track_options : optional
+        Default :data:`~cellseg_bridge.config.DEFAULTS` ``.geojson`` / ``.track``.
     recursive : bool
         Descend into sub-folders of folder inputs.
     quiet : bool
@@ -223,25 +248,28 @@ def segment_files(
 
     out_dir = Path(out_dir)
     opts, model = batch_options(options, model, segment_options)
-    kinds = check_output_kinds(outputs, save_seg_npy, save_flows)
+    kinds = check_output_kinds(outputs, save_seg_npy, save_flows, save_geojson, track)
+    geo = geojson_options or DEFAULTS.geojson
+    linking = track_options or DEFAULTS.track
     if restore and chunked:
         raise InputError("restoration before segmentation is not available for chunked segmentation yet "
                          "(restore first with `cellseg restore`, then segment the restored files)")
     plan = functools.partial(_plan, out_dir=out_dir, kinds=tuple(kinds), scene=scene, axes=axes,
-                             chunked=chunked, threshold=chunked_threshold_pixels, restore=bool(restore))
+                             chunked=chunked, threshold=chunked_threshold_pixels, restore=bool(restore),
+                             objects_3d=bool(opts.do_3d or opts.stitch_threshold))
     items, problems = plan_inputs(inputs, plan, recursive=recursive, suffixes=tuple(SUPPORTED_SUFFIXES),
                                   exclude=[out_dir])
     report = BatchReport(model=str(model) if isinstance(model, (str, Path)) else type(model).__name__)
     with executor_for(client, workers, scheduler) as executor:
         if executor.in_process:
-            task = _local_task(model, opts, axes, segment_fn, load_model_fn, restore, restore_target)
+            task = _local_task(model, opts, axes, segment_fn, load_model_fn, restore, restore_target, geo, linking)
             manifest = None
         elif segment_fn is not None or load_model_fn is not None:
             raise InputError("segment_fn and load_model_fn stand-ins run in this process only (no Dask client, "
                              "workers or scheduler)")
         else:
             task = functools.partial(segment_task, model=model, options=opts, axes=axes, restore=restore,
-                                     restore_target=restore_target)
+                                     restore_target=restore_target, geojson=geo, track=linking)
             manifest = out_dir / DEFAULTS.distributed.manifest_name
         large = functools.partial(segment_large_task, model=model, options=opts, axes=axes, chunk_size=chunk_size,
                                   overlap=overlap, client=getattr(executor, "client", None))
@@ -252,7 +280,8 @@ def segment_files(
 
 def _local_task(model: Any, options: SegmentOptions, axes: str | None, segment_fn: Callable[..., Any] | None,
                 load_model_fn: Callable[..., Any] | None, restore: str | Sequence[str] | None,
-                restore_target: str) -> Callable[[WorkItem], dict]:
+                restore_target: str, geojson: GeoJsonOptions = DEFAULTS.geojson,
+                track: TrackOptions = DEFAULTS.track) -> Callable[[WorkItem], dict]:
     """The job of a batch in this process: the model loaded once (on first use), ``segment_fn`` or the pipeline."""
     if segment_fn is None or load_model_fn is None:
         pipeline = importlib.import_module(PIPELINE_MODULE)
@@ -265,7 +294,8 @@ def _local_task(model: Any, options: SegmentOptions, axes: str | None, segment_f
     models = ModelOnce(model, options.device, load_model_fn)
 
     def job(item: WorkItem) -> dict:
-        n_cells, diameter, choice = segment_item(item, item.output_map(), models, segment_fn, options, axes)
+        n_cells, diameter, choice = segment_item(item, item.output_map(), models, segment_fn, options, axes,
+                                                 geojson, track)
         return {"n_cells": n_cells, "diameter": diameter, "model_choice": choice}
 
     return job
@@ -277,7 +307,7 @@ def _is_large(item: WorkItem) -> bool:
 
 
 def _plan(source: Path, *, out_dir: Path, kinds: tuple[str, ...], scene: int | str | None, axes: str | None,
-          chunked: bool, threshold: int, restore: bool) -> list[WorkItem]:
+          chunked: bool, threshold: int, restore: bool, objects_3d: bool = False) -> list[WorkItem]:
     """The items of one input: one per scene, its outputs by kind (large planes: :data:`LARGE_SUFFIXES`)."""
     from cellseg_bridge.io.reader import list_scenes
 
@@ -289,16 +319,32 @@ def _plan(source: Path, *, out_dir: Path, kinds: tuple[str, ...], scene: int | s
             if restore:
                 raise InputError(f"scene {item.key}: a {sizes['Y']}x{sizes['X']} plane is segmented in chunks, "
                                  "which cannot restore yet (restore it first with `cellseg restore`)")
+            if {"geojson", "tracks"} & set(kinds):
+                log.info("%s: segmented in chunks, which writes labels only (no GeoJSON, no tracks)", item.name)
             base = item.outputs[0].name[: -len(OUTPUT_SUFFIXES[kinds[0]])]
             item = dataclasses.replace(item, kinds=tuple(LARGE_SUFFIXES),
                                        outputs=tuple(out_dir / (base + s) for s in LARGE_SUFFIXES.values()))
-        elif "seg_npy" in kinds and (sizes["T"] > 1 or sizes["Z"] > 1):
-            log.info("%s: not a single 2D plane; no _seg.npy (Cellpose's GUI format is 2D here)", item.name)
-            keep = [k != "seg_npy" for k in kinds]
-            item = dataclasses.replace(item, kinds=tuple(k for k, on in zip(kinds, keep) if on),
-                                       outputs=tuple(o for o, on in zip(item.outputs, keep) if on))
+        else:
+            if "seg_npy" in kinds and (sizes["T"] > 1 or sizes["Z"] > 1):
+                log.info("%s: not a single 2D plane; no _seg.npy (Cellpose's GUI format is 2D here)", item.name)
+                item = _without(item, "seg_npy")
+            if "tracks" in kinds and sizes["T"] == 1:
+                log.info("%s: one time point, nothing to track; segmented without --track (no _tracks.csv)",
+                         item.name)
+                item = _without(item, "tracks")
+            elif "tracks" in kinds and sizes["Z"] > 1 and not objects_3d:
+                log.info("%s: a Z stack segmented plane by plane cannot be tracked (use --do-3d or "
+                         "--stitch-threshold); segmented without --track", item.name)
+                item = _without(item, "tracks")
         planned.append(item)
     return planned
+
+
+def _without(item: WorkItem, kind: str) -> WorkItem:
+    """The item without its output of ``kind``."""
+    keep = [k != kind for k in item.kinds]
+    return dataclasses.replace(item, kinds=tuple(k for k, on in zip(item.kinds, keep) if on),
+                               outputs=tuple(o for o, on in zip(item.outputs, keep) if on))
 
 
 def has_large_planes(
@@ -334,15 +380,16 @@ def has_large_planes(
 # --------------------------------------------------------------------------- planning
 
 
-def check_output_kinds(outputs: Sequence[str], save_seg_npy: bool, save_flows: bool) -> list[str]:
-    """The output kinds to write, in :data:`OUTPUT_KINDS` order, then ``seg_npy`` and ``flows``.
+def check_output_kinds(outputs: Sequence[str], save_seg_npy: bool, save_flows: bool, save_geojson: bool = False,
+                       track: bool = False) -> list[str]:
+    """The output kinds to write, in :data:`OUTPUT_KINDS` order, then ``seg_npy``, ``flows``, ``geojson``, ``tracks``.
 
     Parameters
     ----------
     outputs : str or sequence of str
         Kinds of :data:`OUTPUT_KINDS`.
-    save_seg_npy, save_flows : bool
-        Add ``"seg_npy"`` / ``"flows"``.
+    save_seg_npy, save_flows, save_geojson, track : bool
+        Add ``"seg_npy"`` / ``"flows"`` / ``"geojson"`` / ``"tracks"``.
 
     Returns
     -------
@@ -360,6 +407,7 @@ def check_output_kinds(outputs: Sequence[str], save_seg_npy: bool, save_flows: b
         raise InputError(f"unknown output kind(s) {', '.join(map(repr, unknown))} (known: {', '.join(OUTPUT_KINDS)})")
     kinds = [k for k in OUTPUT_KINDS if k in outputs]
     kinds += ["seg_npy"] * bool(save_seg_npy) + ["flows"] * bool(save_flows)
+    kinds += ["geojson"] * bool(save_geojson) + ["tracks"] * bool(track)
     if not kinds:
         raise InputError("nothing to write: every output is switched off")
     return kinds

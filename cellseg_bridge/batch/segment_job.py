@@ -19,8 +19,16 @@ import numpy as np
 
 from cellseg_bridge.batch.items import WorkItem
 from cellseg_bridge.batch.naming import axes_for, open_scene
-from cellseg_bridge.batch.scene_outputs import count_labels, write_flows, write_rois, write_seg_npy_output
-from cellseg_bridge.config import DEFAULTS, SegmentOptions
+from cellseg_bridge.batch.scene_outputs import (
+    TRACK_NAME_FORMAT,
+    count_labels,
+    write_flows,
+    write_geojson_output,
+    write_rois,
+    write_seg_npy_output,
+    write_tracks,
+)
+from cellseg_bridge.config import DEFAULTS, GeoJsonOptions, SegmentOptions, TrackOptions
 from cellseg_bridge.errors import CellsegError, InputError
 from cellseg_bridge.io.atomic import staged_outputs
 
@@ -73,6 +81,8 @@ def segment_item(
     segment_fn: Callable[..., Any],
     options: SegmentOptions,
     axes: str | None,
+    geojson: GeoJsonOptions = DEFAULTS.geojson,
+    track: TrackOptions = DEFAULTS.track,
 ) -> tuple[int, float | None, dict | None]:
     """Open, segment and write all outputs of one scene; return (number of cells, diameter, model choice).
 
@@ -92,6 +102,12 @@ def segment_item(
         to indices of the image's channels here).
     axes : str, optional
         Axes of plain TIFFs.
+    geojson : GeoJsonOptions
+        QuPath object type and class of ``<base>_cells.geojson``.
+    track : TrackOptions
+        How labels are linked over time when ``outputs`` has ``"tracks"``: then every cell keeps
+        its track id as label value in every output (ROIs named ``track_0007_t003``, a ``track``
+        column in the table).
 
     Returns
     -------
@@ -118,6 +134,14 @@ def segment_item(
     diameter = None if diameter is None else float(diameter)
     per_plane = n_z > 1 and not options.do_3d and not options.stitch_threshold
     pixels = image.data  # numpy (T, C, Z, Y, X)
+    names_format = None
+    if "tracks" in outputs:
+        from cellseg_bridge.core.tracking import link_labels
+
+        linked = link_labels(labels, iou_threshold=track.track_iou_threshold, max_gap=track.track_max_gap)
+        labels, names_format = linked.labels, TRACK_NAME_FORMAT
+        log.info("%s: %d tracks over %d frames (%d links across gaps)", item.name, linked.n_tracks, n_t,
+                 linked.n_gap_links)
 
     writers: dict[str, Callable[[Path], Any]] = {}
     if "labels" in outputs:
@@ -125,13 +149,17 @@ def segment_item(
 
         writers["labels"] = lambda path: write_labels(labels, path, physical_pixel_sizes=sizes, dims="TZYX")
     if "rois" in outputs:
-        writers["rois"] = lambda path: write_rois(labels, n_c, path)
+        writers["rois"] = lambda path: write_rois(labels, n_c, path, names_format)
+    if "geojson" in outputs:
+        writers["geojson"] = lambda path: write_geojson_output(path, labels, pixels, names, sizes, geojson, names_format)
     if "csv" in outputs:
         from cellseg_bridge.io.tables import measure_cells, write_csv
 
         def write_table(path: Path) -> None:
             table = measure_cells(labels, np.moveaxis(pixels, 1, 0), axes="TZYX", channel_names=names,
                                   pixel_sizes=sizes, per_plane=per_plane)
+            if names_format is not None:  # linked over time: the label is the track id, t the frame
+                table = {"label": table["label"], "track": table["label"]} | table
             write_csv(table, path)
 
         writers["csv"] = write_table
@@ -144,6 +172,8 @@ def segment_item(
         writers["seg_npy"] = lambda path: write_seg_npy_output(path, item.source, labels, result, diameter, options)
     if "flows" in outputs:
         writers["flows"] = lambda path: write_flows(path, result, labels.shape, sizes)
+    if "tracks" in outputs:
+        writers["tracks"] = lambda path: write_tracks(path, labels, sizes)
 
     with staged_outputs([outputs[kind] for kind in writers]) as tmps:
         for write, tmp in zip(writers.values(), tmps):
@@ -188,7 +218,8 @@ def _cached_restore_model(spec: Any, device: str) -> Any:
     return cached_model(spec, device, kind="restore")
 
 def segment_task(item: WorkItem, model: Any, options: SegmentOptions, axes: str | None,
-                 restore: Any = None, restore_target: str = DEFAULTS.restore.target) -> dict:
+                 restore: Any = None, restore_target: str = DEFAULTS.restore.target,
+                 geojson: GeoJsonOptions = DEFAULTS.geojson, track: TrackOptions = DEFAULTS.track) -> dict:
     """Segment one scene and write its outputs on a cluster worker (models cached per worker process).
 
     Returns ``{"n_cells", "diameter", "model_choice"}``, as the job of a batch in this process.
@@ -202,7 +233,7 @@ def segment_task(item: WorkItem, model: Any, options: SegmentOptions, axes: str 
         segment_fn = restoring_segment_fn(segment, restore, target=restore_target, device=options.device,
                                           load=_cached_restore_model)
     n_cells, diameter, choice = segment_item(item, item.output_map(), WorkerModel(model, options.device),
-                                             segment_fn, options, axes)
+                                             segment_fn, options, axes, geojson, track)
     return {"n_cells": n_cells, "diameter": diameter, "model_choice": choice}
 
 

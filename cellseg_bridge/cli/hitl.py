@@ -91,7 +91,7 @@ def hitl_next(project: Path, image: str | None, overwrite: bool, device: str, as
 @click.option("--allow-empty", is_flag=True, help="Accept corrections without cells (an image with no cells).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def hitl_add(project: Path, image: str, rois: Path, holdout: bool | None, allow_empty: bool, as_json: bool) -> None:
-    """Import the corrected ROIS (RoiSet.zip from Fiji) of IMAGE (path, name or id)."""
+    """Import the corrected ROIS (RoiSet.zip from Fiji, or a QuPath .geojson) of IMAGE (path, name or id)."""
     proj = _open(project)
     result = run_api(proj.add_correction, image, rois, holdout=holdout, allow_empty=allow_empty)
     if as_json:

@@ -17,7 +17,15 @@ import click
 
 from cellseg_bridge.cli.common import dask_options, help_of, is_quiet, run_api, use_reader
 from cellseg_bridge.cli.options import collect, options_from
-from cellseg_bridge.config import DEFAULTS, DistributedOptions, ReadOptions, RestoreOptions, SegmentOptions
+from cellseg_bridge.config import (
+    DEFAULTS,
+    DistributedOptions,
+    GeoJsonOptions,
+    ReadOptions,
+    RestoreOptions,
+    SegmentOptions,
+    TrackOptions,
+)
 
 
 @click.command()
@@ -31,6 +39,13 @@ from cellseg_bridge.config import DEFAULTS, DistributedOptions, ReadOptions, Res
 @click.option("--no-rois", is_flag=True, help="Do not write <base>_RoiSet.zip.")
 @click.option("--no-overlay", is_flag=True, help="Do not write <base>_overlay.png.")
 @click.option("--no-csv", is_flag=True, help="Do not write <base>_cells.csv.")
+@click.option("--save-geojson", is_flag=True,
+              help="Also write <base>_cells.geojson for QuPath: one pixel-exact polygon feature per cell.")
+@options_from(DEFAULTS.geojson)
+@click.option("--track", is_flag=True,
+              help="Time-lapses: link cells over time by overlap, so a cell keeps its label (the track id); "
+                   "also write <base>_tracks.csv. A single time point is segmented without it (logged).")
+@options_from(DEFAULTS.track)
 @options_from(DEFAULTS.convert, only=["overwrite"])
 @options_from(DEFAULTS.batch)
 @click.option("--json", "as_json", is_flag=True,
@@ -47,13 +62,15 @@ from cellseg_bridge.config import DEFAULTS, DistributedOptions, ReadOptions, Res
               help=help_of(RestoreOptions, "target"))
 @click.pass_context
 def segment(ctx: click.Context, inputs: tuple[str, ...], out_dir: Path, save_seg_npy: bool, save_flows: bool,
-            no_rois: bool, no_overlay: bool, no_csv: bool, overwrite: bool, recursive: bool, as_json: bool,
+            no_rois: bool, no_overlay: bool, no_csv: bool, save_geojson: bool, track: bool, overwrite: bool,
+            recursive: bool, as_json: bool,
             chunked: bool, restore_types: str | None, restore_target: str, **params: Any) -> None:
     """Segment cells in images (files, folders, glob patterns); write labels, ROIs, a table, an overlay.
 
     Per input scene, into --out: <base>_labels.ome.tif, <base>_RoiSet.zip,
     <base>_cells.csv, <base>_overlay.png (and _seg.npy, _flows.ome.tif on
-    request), <base> being <stem> or <stem>_s<index>_<scene> for files with
+    request; _cells.geojson and _tracks.csv with --save-geojson and --track),
+    <base> being <stem> or <stem>_s<index>_<scene> for files with
     several scenes. Scenes whose outputs exist are skipped. Exits with status
     1 when anything failed (the other inputs are still segmented).
     """
@@ -62,6 +79,8 @@ def segment(ctx: click.Context, inputs: tuple[str, ...], out_dir: Path, save_seg
     options = collect(SegmentOptions, params)
     read = collect(ReadOptions, params)
     dist = collect(DistributedOptions, params)
+    geojson_options = collect(GeoJsonOptions, params)
+    track_options = collect(TrackOptions, params)
     use_reader(ctx, read.reader)
     outputs = [kind for kind, off in (("labels", False), ("rois", no_rois), ("csv", no_csv), ("overlay", no_overlay))
                if not off]
@@ -78,6 +97,10 @@ def segment(ctx: click.Context, inputs: tuple[str, ...], out_dir: Path, save_seg
         outputs=outputs,
         save_seg_npy=save_seg_npy,
         save_flows=save_flows,
+        save_geojson=save_geojson,
+        track=track,
+        geojson_options=geojson_options,
+        track_options=track_options,
         recursive=recursive,
         quiet=is_quiet(ctx) or as_json,
         restore=restore_types or None,

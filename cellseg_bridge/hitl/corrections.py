@@ -11,6 +11,11 @@ naming the zip):
 * no area ROI lies entirely outside the image (a RoiSet made on another, larger
   image); ROIs that only overhang the border are clipped, as ImageJ does;
 * line and point ROIs are ignored (logged).
+
+A QuPath GeoJSON (``.geojson``, e.g. QuPath's *Export as GeoJSON* of the corrected cells) is
+taken by the same rules, one cell per polygon feature, rasterised as our ROIs are
+(:mod:`cellseg_bridge.io.geojson`): points and lines ignored, self-intersecting polygons and
+features entirely outside the image refused.
 """
 
 from __future__ import annotations
@@ -88,7 +93,7 @@ def read_correction(path: str | Path, shape: tuple[int, int], *, image_name: str
     Parameters
     ----------
     path : str or Path
-        ``RoiSet.zip`` (or a single ``.roi``) saved from Fiji's ROI Manager.
+        ``RoiSet.zip`` (or a single ``.roi``) saved from Fiji's ROI Manager, or a QuPath ``.geojson``.
     shape : (int, int)
         ``(Y, X)`` of the image it belongs to.
     image_name : str
@@ -108,8 +113,10 @@ def read_correction(path: str | Path, shape: tuple[int, int], *, image_name: str
     path = Path(path)
     if not path.is_file():
         raise InputError("ROI file not found", path)
+    if path.suffix.lower() == ".geojson":
+        return _read_geojson_correction(path, shape, image_name, allow_empty)
     if path.suffix.lower() not in (".zip", ".roi"):
-        raise InputError("corrections must be an ImageJ RoiSet .zip (or a .roi file)", path)
+        raise InputError("corrections must be an ImageJ RoiSet .zip (or a .roi file) or a QuPath .geojson", path)
     problems: list[str] = []
     rois = read_rois(path, problems=problems)
     if problems:
@@ -133,6 +140,30 @@ def read_correction(path: str | Path, shape: tuple[int, int], *, image_name: str
         logger.info("%s: ROI %s (ignored)", path.name, line)
     if report.n_labels == 0 and not allow_empty:
         raise InputError(f"empty corrections: no ROI gives a cell on {image_name}", path)
+    return Correction(labels=labels, n_rois=report.n_rois, n_cells=report.n_labels, ignored=ignored)
+
+
+def _read_geojson_correction(path: Path, shape: tuple[int, int], image_name: str, allow_empty: bool) -> Correction:
+    """:func:`read_correction` of a QuPath GeoJSON."""
+    from cellseg_bridge.io.geojson import geojson_to_labels, read_geojson
+
+    features = read_geojson(path)
+    if not any(f.kind == "area" for f in features) and not allow_empty:
+        what = "no features" if not features else f"{len(features)} feature(s) but no polygon (only points or lines)"
+        raise InputError(f"empty corrections: the file has {what}; export the cells of {image_name} as polygons "
+                         "(or pass allow_empty / --allow-empty if it truly has no cells)", path)
+    labels, report = geojson_to_labels(features, shape)
+    off = [(i, name, reason) for i, name, reason in report.skipped if "outside" in reason]
+    if off:
+        examples = "; ".join(f"{name or i!r} {reason}" for i, name, reason in off[:3])
+        raise InputError(f"{len(off)} of {report.n_rois} features lie outside the {shape[1]}x{shape[0]} (width x "
+                         f"height) image {image_name} ({examples}): was this GeoJSON exported from another image?",
+                         path)
+    ignored = [f"{name or index}: {reason}" for index, name, reason in report.skipped]
+    for line in ignored:
+        logger.info("%s: feature %s (ignored)", path.name, line)
+    if report.n_labels == 0 and not allow_empty:
+        raise InputError(f"empty corrections: no feature gives a cell on {image_name}", path)
     return Correction(labels=labels, n_rois=report.n_rois, n_cells=report.n_labels, ignored=ignored)
 
 

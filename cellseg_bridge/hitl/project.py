@@ -7,7 +7,7 @@ Project folder layout (``DIR`` given to :func:`init_project`)::
 
     DIR/hitl_project.json              the manifest (the only state; replaced atomically)
     DIR/predictions/<model>/<id>_labels.ome.tif, <id>_RoiSet.zip   what `next` wrote
-    DIR/corrections/<id>_RoiSet.zip     a copy of the corrected ROIs (as imported)
+    DIR/corrections/<id>_RoiSet.zip     a copy of the corrected ROIs (as imported; <id>.geojson from QuPath)
     DIR/corrections/<id>_masks.ome.tif  the same, rasterised (what training reads)
     DIR/models/cycle_NNN/               weights.pth, config.json, size_model.npz, curves, cycle.json
     DIR/models/cycle_NNN.partial/       a cycle being trained (or interrupted)
@@ -459,7 +459,8 @@ class HitlProject:
         image : str or Path
             The image (path, file name or project id).
         rois : str or Path
-            ``RoiSet.zip`` saved from Fiji's ROI Manager after correcting.
+            ``RoiSet.zip`` saved from Fiji's ROI Manager after correcting, or a QuPath ``.geojson``
+            (kept as ``corrections/<id>.geojson``).
         holdout : bool, optional
             Hold the image out for AP (True) or train on it (False); default: the
             project's rule for a new correction, the earlier split for a replacement.
@@ -504,7 +505,7 @@ class HitlProject:
                 else:
                     split = "holdout" if holdout else "train"
             folder = self.directory / "corrections"
-            zip_copy = folder / f"{rec['id']}_RoiSet.zip"
+            zip_copy = folder / (f"{rec['id']}.geojson" if rois.suffix.lower() == ".geojson" else f"{rec['id']}_RoiSet.zip")
             labels_path = folder / f"{rec['id']}_masks.ome.tif"
             with atomic_output(zip_copy) as tmp:
                 shutil.copyfile(rois, tmp)

@@ -66,7 +66,7 @@ from cellseg_bridge.io.atomic import atomic_output
 
 log = logging.getLogger(__name__)
 
-__all__ = ["labels_to_rois", "write_roi_zip"]
+__all__ = ["labels_to_rois", "name_fields", "plane_suffix", "write_roi_zip"]
 
 MULTIPART_MODES = ("composite", "pieces")
 #: Non-spatial axes a label array may have, and the ROI field each maps to.
@@ -134,19 +134,19 @@ def labels_to_rois(
     axes = _check_axes(axes, lab.shape)
     fixed = _check_position(position, axes)
     stack_axes = axes[:-2]
-    fields = _format_fields(name_format)
+    fields = name_fields(name_format)
     hyperstack = len(stack_axes) >= 2 or bool(fixed)
 
     rois: list[ImagejRoi] = []
     planes = lab.reshape((-1,) + lab.shape[-2:])
     plane_shape = lab.shape[:-2]
-    widths = {ax: max(3, len(str(n))) for ax, n in zip(stack_axes, plane_shape)}
+    sizes = dict(zip(stack_axes, plane_shape))
     for flat, plane in enumerate(planes):
         if not plane.any():
             continue
         index = np.unravel_index(flat, plane_shape) if plane_shape else ()
         where = {ax.lower(): int(i) + 1 for ax, i in zip(stack_axes, index)}  # 1-based
-        suffix = "".join(f"_{ax}{where[ax]:0{widths[ax.upper()]}d}" for ax in where if ax not in fields)
+        suffix = plane_suffix(where, sizes, fields)
         if hyperstack:
             pos = {ax.lower(): i + 1 for ax, i in fixed.items()} | where
             roi_pos = {
@@ -242,8 +242,24 @@ def _check_position(position: Mapping[str, int] | None, axes: str) -> dict[str, 
     return fixed
 
 
-def _format_fields(name_format: str) -> set[str]:
-    """Fields used by ``name_format``; check that it formats."""
+def plane_suffix(where: Mapping[str, int], sizes: Mapping[str, int], fields: set[str]) -> str:
+    """The name suffix of a plane, e.g. ``_z012``, for the axes whose field a name format does not use.
+
+    Parameters
+    ----------
+    where : mapping of str to int
+        1-based position of the plane on each stack axis, keys lower-case (``"t"``, ``"z"``).
+    sizes : mapping of str to int
+        Length of each axis, keys upper-case; numbers are padded to its digits, at least 3.
+    fields : set of str
+        Fields the name format uses (:func:`name_fields`).
+    """
+    return "".join(f"_{ax}{pos:0{max(3, len(str(sizes[ax.upper()])))}d}" for ax, pos in where.items()
+                   if ax not in fields)
+
+
+def name_fields(name_format: str) -> set[str]:
+    """Fields used by ``name_format`` (a ROI name pattern); InputError unless it formats."""
     try:
         fields = {f for _, f, _, _ in string.Formatter().parse(name_format) if f}
         name_format.format(label=1, c=1, z=1, t=1, piece=1)

@@ -11,7 +11,12 @@ taken as images):
 2. a Cellpose ``NAME_seg.npy`` (its ``masks``);
 3. ImageJ ROIs ``NAME_RoiSet.zip``, ``NAME_rois.zip`` or ``NAME.zip``
    (rasterised with :func:`~cellseg_bridge.io.roi_import.rois_to_labels` at the
-   image's size; corrupt entries and non-area ROIs are skipped and logged).
+   image's size; corrupt entries and non-area ROIs are skipped and logged);
+4. QuPath GeoJSON annotations ``NAME.geojson`` (QuPath's export of the image
+   ``NAME.EXT``) or ``NAME_cells.geojson`` (what ``segment --save-geojson`` writes),
+   one cell per polygon feature, rasterised with the same rule as the ROIs
+   (:func:`~cellseg_bridge.io.geojson.geojson_to_labels`: points and lines skipped
+   and logged, self-intersecting polygons refused).
 
 Images without any of these are skipped (logged). The network input is built
 exactly as :func:`cellseg_bridge.segmentation.pipeline.segment` builds it: the segmentation
@@ -53,6 +58,7 @@ logger = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".czi", ".nd2", ".lif", ".ome.tif", ".ome.tiff")
 LABEL_SUFFIXES = (".tif", ".tiff", ".png", ".ome.tif", ".ome.tiff")
 ROI_NAMES = ("{}_RoiSet.zip", "{}_rois.zip", "{}.zip")
+GEOJSON_NAMES = ("{}.geojson", "{}_cells.geojson")
 
 
 @dataclass
@@ -95,7 +101,7 @@ class TrainPair:
     image : Path
     masks : Path
     kind : str
-        ``"labels"``, ``"seg_npy"`` or ``"rois"``.
+        ``"labels"``, ``"seg_npy"``, ``"rois"`` or ``"geojson"``.
     """
 
     image: Path
@@ -308,16 +314,20 @@ def find_pairs(
         if found is not None:
             pairs.append(TrainPair(path, found, "rois"))
             continue
+        found = _first_existing([where / pat.format(stem) for pat in GEOJSON_NAMES])
+        if found is not None:
+            pairs.append(TrainPair(path, found, "geojson"))
+            continue
         skipped.append(path.name)
     if skipped:
         logger.warning(
-            "%d image(s) without masks skipped (expected NAME%s.tif, NAME_seg.npy or NAME_RoiSet.zip): %s",
+            "%d image(s) without masks skipped (expected NAME%s.tif, NAME_seg.npy, NAME_RoiSet.zip or NAME.geojson): %s",
             len(skipped), mask_suffix, ", ".join(skipped[:8]) + (" ..." if len(skipped) > 8 else ""),
         )
     if not pairs:
         raise InputError(
             f"no image/mask pairs found (masks must be named NAME{mask_suffix}.tif, "
-            "NAME_seg.npy or NAME_RoiSet.zip"
+            "NAME_seg.npy, NAME_RoiSet.zip or NAME.geojson"
             + (f" in {mdir}" if mdir is not None else " beside the image")
             + ")",
             folder,
@@ -367,10 +377,15 @@ def load_pair(pair: TrainPair) -> tuple[Any, np.ndarray]:
         from cellseg_bridge.io.seg_npy import read_seg_npy
 
         labels = np.asarray(read_seg_npy(pair.masks).masks)
-    elif pair.kind == "rois":
-        from cellseg_bridge.io.roi_import import rois_to_labels
+    elif pair.kind in ("rois", "geojson"):
+        if pair.kind == "rois":
+            from cellseg_bridge.io.roi_import import rois_to_labels
 
-        labels, report = rois_to_labels(pair.masks, shape=(ly, lx))
+            labels, report = rois_to_labels(pair.masks, shape=(ly, lx))
+        else:
+            from cellseg_bridge.io.geojson import geojson_to_labels
+
+            labels, report = geojson_to_labels(pair.masks, (ly, lx))
         for entry in report.corrupt:
             logger.warning("%s: corrupt ROI entry skipped: %s", pair.masks, entry)
         for idx, name, reason in report.skipped:
@@ -378,7 +393,7 @@ def load_pair(pair: TrainPair) -> tuple[Any, np.ndarray]:
         if report.n_rois > 0 and report.n_labels == 0:
             raise InputError(
                 f"none of the {report.n_rois} ROIs gives a mask on the {ly}x{lx} image "
-                "(ROIs outside the image, or not area ROIs): does this RoiSet belong to "
+                "(ROIs outside the image, or not area ROIs): does this file belong to "
                 f"{pair.image.name}?",
                 pair.masks,
             )
@@ -386,7 +401,7 @@ def load_pair(pair: TrainPair) -> tuple[Any, np.ndarray]:
         if off and len(off) > report.n_labels:
             raise InputError(
                 f"{len(off)} of {report.n_rois} ROIs lie outside the {ly}x{lx} image: "
-                f"the RoiSet does not fit {pair.image.name}",
+                f"the file does not fit {pair.image.name}",
                 pair.masks,
             )
     else:
