@@ -64,7 +64,7 @@ def models_info(name: str, as_json: bool) -> None:
 def models_import(path: Path, name: str | None, overwrite: bool) -> None:
     """Validate checkpoint PATH (or a bioimage.io package .zip of a Cellpose-style model) and copy it into
     the model cache."""
-    from cellseg_bridge.nn.bioimageio import import_bioimageio, is_bioimageio_package
+    from cellseg_bridge.nn.bioimageio_import import import_bioimageio, is_bioimageio_package
     from cellseg_bridge.nn.registry import import_model
 
     importer = import_bioimageio if is_bioimageio_package(path) else import_model

@@ -14,7 +14,8 @@ import yaml
 from click.testing import CliRunner
 
 from cellseg_bridge.errors import InputError
-from cellseg_bridge.nn.bioimageio import export_bioimageio, import_bioimageio, is_bioimageio_package, scale_range
+from cellseg_bridge.nn.bioimageio import export_bioimageio, scale_range
+from cellseg_bridge.nn.bioimageio_import import import_bioimageio, is_bioimageio_package
 from cellseg_bridge.nn.checkpoint import load_checkpoint
 from cellseg_bridge.nn.registry import resolve_model
 
