@@ -190,12 +190,20 @@ def open_image(
 # ----------------------------------------------------------------------------- input checks and assembly
 
 
+def _inside_zarr(path: Path) -> bool:
+    """Whether folder ``path`` is a zarr group (format 2 or 3) below a ``*.zarr`` folder."""
+    is_group = (path / ".zattrs").is_file() or (path / "zarr.json").is_file()
+    return is_group and any(p.suffix.lower() == ".zarr" for p in path.parents)
+
+
 def _check_path(path: str | Path) -> tuple[Path, str]:
     """Return ``(path, format)`` or raise InputError for a missing/unsupported file."""
     path = Path(path)
     if not path.exists():
         raise InputError("file not found", path)
     fmt = SUPPORTED_SUFFIXES.get(path.suffix.lower())
+    if fmt is None and path.is_dir() and _inside_zarr(path):
+        fmt = "OME-Zarr"  # an image group inside an OME-Zarr, e.g. ``<base>.ome.zarr/labels/cells``
     if fmt == "OME-Zarr":
         if not path.is_dir():
             raise InputError("an OME-Zarr image is a folder, not a file", path)
