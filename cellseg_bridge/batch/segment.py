@@ -23,6 +23,10 @@ file                        content                                           wh
                             ``filename`` = the input's absolute path)         2D images only
 ``<base>_flows.ome.tif``    network output per pixel: channels ``dY``,        ``save_flows``
                             ``dX`` (``dZ`` first in 3D) and ``cellprob``
+``<base>.ome.zarr``         the image and its labels as OME-NGFF 0.4          ``label_format=
+                            (``labels/cells``, :mod:`cellseg_bridge.io.       "ome-zarr"`` (instead
+                            ome_zarr`), read by napari, ome-zarr-py, ...)      of the labels TIFF);
+                                                                              chunked planes
 ==========================  ================================================  =====================
 
 Positions and modes:
@@ -66,6 +70,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_OUTPUTS",
+    "LABEL_FORMATS",
     "LARGE_SUFFIXES",
     "OUTPUT_KINDS",
     "OUTPUT_SUFFIXES",
@@ -81,7 +86,10 @@ OUTPUT_SUFFIXES = {
     "overlay": "_overlay.png",
     "seg_npy": "_seg.npy",
     "flows": "_flows.ome.tif",
+    "ome_zarr": ".ome.zarr",
 }
+#: Formats of the label image: an OME-TIFF of labels, or an OME-Zarr of the image with its labels.
+LABEL_FORMATS = ("ome-tiff", "ome-zarr")
 #: Kinds that ``outputs`` may name (``seg_npy`` and ``flows`` have their own switches).
 OUTPUT_KINDS = ("labels", "rois", "csv", "overlay")
 #: What ``cellseg segment`` writes unless told otherwise.
@@ -89,7 +97,7 @@ DEFAULT_OUTPUTS = OUTPUT_KINDS
 
 #: Outputs of a plane segmented in chunks (no ROIs, table or overlay: a whole slide holds
 #: hundreds of thousands of cells).
-LARGE_SUFFIXES = {"labels_zarr": "_labels.ome.zarr", "labels": "_labels.ome.tif"}
+LARGE_SUFFIXES = {"ome_zarr": ".ome.zarr", "labels": "_labels.ome.tif"}
 
 #: The segmentation pipeline, looked up when a batch starts (so that a stand-in module can take its place).
 PIPELINE_MODULE = "cellseg_bridge.segmentation.pipeline"
@@ -138,6 +146,7 @@ def segment_files(
     chunk_size: int | None = DEFAULTS.distributed.chunk_size,
     overlap: int | None = None,
     chunked_threshold_pixels: int = DEFAULTS.distributed.chunked_threshold_pixels,
+    label_format: str = LABEL_FORMATS[0],
     **segment_options: Any,
 ) -> BatchReport:
     """Segment every scene of every input and write labels, ROIs, a table and an overlay.
@@ -199,6 +208,9 @@ def segment_files(
         Chunk core side and overlap (defaults: ``DEFAULTS.distributed``).
     chunked_threshold_pixels : int
         Planes above this many pixels are segmented in chunks.
+    label_format : {"ome-tiff", "ome-zarr"}
+        ``"ome-zarr"``: write ``<base>.ome.zarr`` (the image and its labels, OME-NGFF 0.4)
+        instead of ``<base>_labels.ome.tif`` (planes segmented in chunks write both).
     **segment_options
         Options of :class:`~cellseg_bridge.config.SegmentOptions` (``diameter``,
         ``channel``, ``nuclear_channel``, ``cellprob_threshold``,
@@ -224,6 +236,10 @@ def segment_files(
     out_dir = Path(out_dir)
     opts, model = batch_options(options, model, segment_options)
     kinds = check_output_kinds(outputs, save_seg_npy, save_flows)
+    if label_format not in LABEL_FORMATS:
+        raise InputError(f"unknown label format {label_format!r} (known: {', '.join(LABEL_FORMATS)})")
+    if label_format == "ome-zarr":
+        kinds = ["ome_zarr" if k == "labels" else k for k in kinds]
     if restore and chunked:
         raise InputError("restoration before segmentation is not available for chunked segmentation yet "
                          "(restore first with `cellseg restore`, then segment the restored files)")

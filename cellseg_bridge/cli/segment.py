@@ -31,6 +31,9 @@ from cellseg_bridge.config import DEFAULTS, DistributedOptions, ReadOptions, Res
 @click.option("--no-rois", is_flag=True, help="Do not write <base>_RoiSet.zip.")
 @click.option("--no-overlay", is_flag=True, help="Do not write <base>_overlay.png.")
 @click.option("--no-csv", is_flag=True, help="Do not write <base>_cells.csv.")
+@click.option("--format", "label_format", type=click.Choice(["ome-tiff", "ome-zarr"]), default="ome-tiff",
+              show_default=True, help="Label image: <base>_labels.ome.tif, or <base>.ome.zarr (the image and its "
+                                      "labels, OME-NGFF 0.4, labels/cells with per-label properties).")
 @options_from(DEFAULTS.convert, only=["overwrite"])
 @options_from(DEFAULTS.batch)
 @click.option("--json", "as_json", is_flag=True,
@@ -38,7 +41,7 @@ from cellseg_bridge.config import DEFAULTS, DistributedOptions, ReadOptions, Res
 @dask_options
 @click.option("--chunked", is_flag=True,
               help="Segment every plane in overlapping chunks (automatic above "
-                   f"{DEFAULTS.distributed.chunked_threshold_pixels} pixels): <base>_labels.ome.zarr + tiled .ome.tif.")
+                   f"{DEFAULTS.distributed.chunked_threshold_pixels} pixels): <base>.ome.zarr (image + labels) + tiled <base>_labels.ome.tif.")
 @options_from(DEFAULTS.distributed, only=["chunk_size"])
 @click.option("--restore", "restore_types", default=None,
               help="Restore before segmenting: type(s) (denoise, deblur, upsample, oneclick, aniso; model "
@@ -48,7 +51,8 @@ from cellseg_bridge.config import DEFAULTS, DistributedOptions, ReadOptions, Res
 @click.pass_context
 def segment(ctx: click.Context, inputs: tuple[str, ...], out_dir: Path, save_seg_npy: bool, save_flows: bool,
             no_rois: bool, no_overlay: bool, no_csv: bool, overwrite: bool, recursive: bool, as_json: bool,
-            chunked: bool, restore_types: str | None, restore_target: str, **params: Any) -> None:
+            chunked: bool, restore_types: str | None, restore_target: str, label_format: str,
+            **params: Any) -> None:
     """Segment cells in images (files, folders, glob patterns); write labels, ROIs, a table, an overlay.
 
     Per input scene, into --out: <base>_labels.ome.tif, <base>_RoiSet.zip,
@@ -86,6 +90,7 @@ def segment(ctx: click.Context, inputs: tuple[str, ...], out_dir: Path, save_seg
         scheduler=dist.scheduler,
         chunked=chunked,
         chunk_size=dist.chunk_size,
+        label_format=label_format,
     )
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))

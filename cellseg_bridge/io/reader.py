@@ -37,8 +37,9 @@ the depth step); xz planes stepped along y form an ordinary Z, Y, X volume. Each
 step of a wavelength sweep is a channel named ``<LUT name>_em<nm>nm``
 (emission) or ``_ex<nm>nm`` (excitation), e.g. ``Green_em550nm``.
 
-OME-Zarr (NGFF) folders, such as the ``<base>_labels.ome.zarr`` written by
-``cellseg segment --chunked``, open lazily like files (resolution level 0).
+OME-Zarr (NGFF) folders, such as the ``<base>.ome.zarr`` written by ``cellseg segment
+--format ome-zarr`` or ``--chunked``, open lazily like files (resolution level 0), and so do
+image groups inside them (``<base>.ome.zarr/labels/cells``: its labels).
 
 Rules applied to every backend:
 
