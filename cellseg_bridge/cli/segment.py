@@ -41,7 +41,8 @@ from cellseg_bridge.config import DEFAULTS, DistributedOptions, ReadOptions, Res
 @dask_options
 @click.option("--chunked", is_flag=True,
               help="Segment every plane in overlapping chunks (automatic above "
-                   f"{DEFAULTS.distributed.chunked_threshold_pixels} pixels): <base>.ome.zarr (image + labels) + tiled <base>_labels.ome.tif.")
+                   f"{DEFAULTS.distributed.chunked_threshold_pixels} pixels): "
+                   "<base>.ome.zarr (image + labels) + tiled <base>_labels.ome.tif.")
 @options_from(DEFAULTS.distributed, only=["chunk_size"])
 @click.option("--restore", "restore_types", default=None,
               help="Restore before segmenting: type(s) (denoise, deblur, upsample, oneclick, aniso; model "
