@@ -7,7 +7,8 @@ Layout (``<base>.ome.zarr``)::
     labels/               {"labels": ["cells"]}
     labels/cells/         multiscales with the image's levels and scales (c of size 1),
                           image-label: colors, properties (per label: area in pixels, centroid),
-                          source {"image": "../../"}
+                          source {"image": "../../"}; colors and properties of the first
+                          100,000 labels only (MAX_LISTED_LABELS; a whole slide holds millions)
 
 Levels are taken by striding (every 2**k-th pixel of level 0), for the image as for the
 labels, so label values stay labels and pixel k of level k sits on pixel k * 2**k of
@@ -35,13 +36,15 @@ from cellseg_bridge.errors import InputError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LABEL_NAME", "VERSIONS", "default_levels", "write_ome_zarr"]
+__all__ = ["LABEL_NAME", "MAX_LISTED_LABELS", "VERSIONS", "default_levels", "label_colors", "write_ome_zarr"]
 
 VERSIONS = ("0.4", "0.5")
 LABEL_NAME = "cells"
 _CHUNK_YX = 1024
 _MIN_SIDE = 256
 _MAX_LEVELS = 8
+#: ``image-label`` lists colors and properties for at most this many labels (the JSON stays below ~20 MB).
+MAX_LISTED_LABELS = 100_000
 
 
 def default_levels(shape_yx: tuple[int, int]) -> int:
@@ -130,24 +133,31 @@ def _write_levels(group: Any, data: Any, levels: int, version: str) -> list[Any]
 
 
 def _label_table(labels: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Label values present and, per value, pixel count and mean y, x (over all planes), block by block."""
+    """Label values present and, per value, pixel count and mean y, x (over all planes), block by block.
+
+    Each block's counts cover only its own range of values (labels of a block are close in value:
+    chunked outputs number them in raster order), so a block costs its pixels, not the largest label.
+    """
     counts = np.zeros(1, np.int64)
     sum_y = np.zeros(1, np.float64)
     sum_x = np.zeros(1, np.float64)
     ny, nx = labels.shape[-2:]
     for y0 in range(0, ny, _CHUNK_YX):
         for x0 in range(0, nx, _CHUNK_YX):
-            block = np.asarray(labels[..., y0:y0 + _CHUNK_YX, x0:x0 + _CHUNK_YX]).astype(np.int64)
-            high = int(block.max(initial=0))
-            if high >= counts.size:
-                grow = high + 1 - counts.size
+            block = np.asarray(labels[..., y0:y0 + _CHUNK_YX, x0:x0 + _CHUNK_YX])
+            planes = block.reshape(-1, *block.shape[-2:])
+            ps, ys, xs = np.nonzero(planes)
+            if ys.size == 0:
+                continue
+            values = planes[ps, ys, xs].astype(np.int64)
+            lo, hi = int(values.min()), int(values.max())
+            if hi >= counts.size:
+                grow = hi + 1 - counts.size
                 counts, sum_y, sum_x = (np.concatenate([a, np.zeros(grow, a.dtype)]) for a in (counts, sum_y, sum_x))
-            yy, xx = np.indices(block.shape[-2:])
-            flat = block.reshape(-1, *block.shape[-2:])
-            for plane in flat:
-                counts += np.bincount(plane.ravel(), minlength=counts.size)
-                sum_y += np.bincount(plane.ravel(), weights=(yy + y0).ravel(), minlength=counts.size)
-                sum_x += np.bincount(plane.ravel(), weights=(xx + x0).ravel(), minlength=counts.size)
+            offset = values - lo
+            counts[lo:hi + 1] += np.bincount(offset, minlength=hi - lo + 1)
+            sum_y[lo:hi + 1] += np.bincount(offset, weights=ys + y0, minlength=hi - lo + 1)
+            sum_x[lo:hi + 1] += np.bincount(offset, weights=xs + x0, minlength=hi - lo + 1)
     values = np.flatnonzero(counts[1:]) + 1
     n = counts[values]
     return values, n, sum_y[values] / n, sum_x[values] / n
@@ -164,6 +174,10 @@ def label_colors(values: np.ndarray) -> np.ndarray:
 
 def _image_label(labels: Any, pixel_sizes: dict[str, float | None], version: str) -> dict[str, Any]:
     values, n, cy, cx = _label_table(labels)
+    if len(values) > MAX_LISTED_LABELS:  # JSON that every viewer parses whole: keep it bounded
+        log.warning("%d labels: colors and properties are listed for the first %d only", len(values),
+                    MAX_LISTED_LABELS)
+        values, n, cy, cx = (a[:MAX_LISTED_LABELS] for a in (values, n, cy, cx))
     colors = label_colors(values)
     area_unit = ""
     sy, sx = pixel_sizes.get("Y"), pixel_sizes.get("X")

@@ -100,3 +100,24 @@ def test_bad_input_and_defaults(tmp_path: Path) -> None:
         write_ome_zarr(tmp_path / "a.ome.zarr", image, labels, version="0.3")
     assert not (tmp_path / "a.ome.zarr").exists() and not list(tmp_path.iterdir())
     assert default_levels((300, 400)) == 1 and default_levels((2048, 4096)) == 4  # 2048, 1024, 512, 256
+
+
+def test_properties_over_many_blocks_and_the_listing_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Per-label sums accumulate over zarr blocks (32 px here) as over the whole array; long lists are capped."""
+    import zarr
+
+    from cellseg_bridge.io import ome_zarr
+
+    monkeypatch.setattr(ome_zarr, "_CHUNK_YX", 32)
+    image, labels = _data()
+    write_ome_zarr(tmp_path / "a.ome.zarr", image, labels, levels=2)
+    meta = zarr.open_group(str(tmp_path / "a.ome.zarr" / "labels" / "cells"), mode="r").attrs["image-label"]
+    for entry in meta["properties"]:
+        _, ys, xs = np.nonzero(labels.reshape(-1, 100, 130) == entry["label-value"])
+        assert entry["area (pixels)"] == ys.size
+        assert (entry["centroid_y (pixels)"], entry["centroid_x (pixels)"]) == pytest.approx((ys.mean(), xs.mean()),
+                                                                                             abs=1e-3)
+    monkeypatch.setattr(ome_zarr, "MAX_LISTED_LABELS", 2)
+    write_ome_zarr(tmp_path / "b.ome.zarr", image, labels, levels=1)
+    meta = zarr.open_group(str(tmp_path / "b.ome.zarr" / "labels" / "cells"), mode="r").attrs["image-label"]
+    assert [p["label-value"] for p in meta["properties"]] == [c["label-value"] for c in meta["colors"]] == [3, 7]
