@@ -149,3 +149,11 @@ def test_cli_export_and_import(tmp_path: Path, cache: Path) -> None:
     result = CliRunner().invoke(main, ["models", "import", str(out), "--name", "nuc_bio"])
     assert result.exit_code == 0, result.output
     assert (cache / "nuc_bio" / "weights.pth").is_file()
+
+
+def test_export_refuses_restoration_networks_and_other_suffixes(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="only segmentation networks"):
+        export_bioimageio("denoise_nuclei", tmp_path / "d.zip")
+    with pytest.raises(InputError, match="is a .zip file"):
+        export_bioimageio("nuclei", tmp_path / "d.tar")
+    assert not list(tmp_path.iterdir())
