@@ -278,6 +278,15 @@ def _rdf(name: str, config: dict[str, Any], files: dict[str, bytes], low: float,
     }
 
 
+def _model_name(text: str, weights: Path) -> str:
+    """A model name as given; for a path, its folder's name (model folders, ``weights.pth``) or the file's stem."""
+    if os.sep not in text and not Path(text).exists():
+        return text
+    if weights.is_file() and weights.stem == "weights":
+        return weights.parent.name
+    return weights.stem
+
+
 def export_bioimageio(model: str | os.PathLike, out: str | os.PathLike, *, test_image: np.ndarray | None = None,
                       overwrite: bool = False) -> Path:
     """Write model ``model`` (a name or path) as a bioimage.io package ``out`` (.zip).
@@ -317,7 +326,7 @@ def export_bioimageio(model: str | os.PathLike, out: str | os.PathLike, *, test_
     if config["nout"] != 3:
         raise InputError(f"only segmentation networks (3 outputs) are exported; this one has {config['nout']}",
                          weights)
-    name = str(model) if not isinstance(model, os.PathLike) else Path(model).stem
+    name = _model_name(os.fspath(model), Path(weights))
     config.setdefault("normalize_percentiles", [1.0, 99.0])
     low, high = (float(p) for p in config["normalize_percentiles"])
     entry = _entry_network(net)
