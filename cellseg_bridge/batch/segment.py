@@ -87,9 +87,12 @@ OUTPUT_SUFFIXES = {
     "seg_npy": "_seg.npy",
     "flows": "_flows.ome.tif",
     "ome_zarr": ".ome.zarr",
+    "ome_zarr_v05": ".ome.zarr",
 }
 #: Formats of the label image: an OME-TIFF of labels, or an OME-Zarr of the image with its labels.
-LABEL_FORMATS = ("ome-tiff", "ome-zarr")
+LABEL_FORMATS = ("ome-tiff", "ome-zarr", "ome-zarr-0.5")
+#: The output kind that replaces ``labels`` for each OME-Zarr label format (OME-NGFF 0.4, 0.5).
+_ZARR_KINDS = {"ome-zarr": "ome_zarr", "ome-zarr-0.5": "ome_zarr_v05"}
 #: Kinds that ``outputs`` may name (``seg_npy`` and ``flows`` have their own switches).
 OUTPUT_KINDS = ("labels", "rois", "csv", "overlay")
 #: What ``cellseg segment`` writes unless told otherwise.
@@ -208,9 +211,10 @@ def segment_files(
         Chunk core side and overlap (defaults: ``DEFAULTS.distributed``).
     chunked_threshold_pixels : int
         Planes above this many pixels are segmented in chunks.
-    label_format : {"ome-tiff", "ome-zarr"}
-        ``"ome-zarr"``: write ``<base>.ome.zarr`` (the image and its labels, OME-NGFF 0.4)
-        instead of ``<base>_labels.ome.tif`` (planes segmented in chunks write both).
+    label_format : {"ome-tiff", "ome-zarr", "ome-zarr-0.5"}
+        ``"ome-zarr"``: write ``<base>.ome.zarr`` (the image and its labels, OME-NGFF 0.4;
+        ``"ome-zarr-0.5"``: 0.5, zarr format 3) instead of ``<base>_labels.ome.tif``. Planes
+        segmented in chunks write both, OME-NGFF 0.4.
     **segment_options
         Options of :class:`~cellseg_bridge.config.SegmentOptions` (``diameter``,
         ``channel``, ``nuclear_channel``, ``cellprob_threshold``,
@@ -238,8 +242,8 @@ def segment_files(
     kinds = check_output_kinds(outputs, save_seg_npy, save_flows)
     if label_format not in LABEL_FORMATS:
         raise InputError(f"unknown label format {label_format!r} (known: {', '.join(LABEL_FORMATS)})")
-    if label_format == "ome-zarr":
-        kinds = ["ome_zarr" if k == "labels" else k for k in kinds]
+    if label_format in _ZARR_KINDS:
+        kinds = [_ZARR_KINDS[label_format] if k == "labels" else k for k in kinds]
     if restore and chunked:
         raise InputError("restoration before segmentation is not available for chunked segmentation yet "
                          "(restore first with `cellseg restore`, then segment the restored files)")

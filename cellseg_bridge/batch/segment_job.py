@@ -124,11 +124,15 @@ def segment_item(
         from cellseg_bridge.io.writers import write_labels
 
         writers["labels"] = lambda path: write_labels(labels, path, physical_pixel_sizes=sizes, dims="TZYX")
-    if "ome_zarr" in outputs:
-        from cellseg_bridge.io.ome_zarr import write_ome_zarr
+    for kind, version in (("ome_zarr", "0.4"), ("ome_zarr_v05", "0.5")):
+        if kind in outputs:
+            from cellseg_bridge.io.ome_zarr import write_ome_zarr
 
-        writers["ome_zarr"] = lambda path: write_ome_zarr(path, pixels, labels, pixel_sizes=sizes,
-                                                          channel_names=names, name=path.name.removesuffix(".ome.zarr"))
+            def write_zarr(path: Path, version: str = version) -> None:
+                write_ome_zarr(path, pixels, labels, pixel_sizes=sizes, channel_names=names, version=version,
+                               name=path.name.removesuffix(".ome.zarr"))
+
+            writers[kind] = write_zarr
     if "rois" in outputs:
         writers["rois"] = lambda path: write_rois(labels, n_c, path)
     if "csv" in outputs:

@@ -31,9 +31,10 @@ from cellseg_bridge.config import DEFAULTS, DistributedOptions, ReadOptions, Res
 @click.option("--no-rois", is_flag=True, help="Do not write <base>_RoiSet.zip.")
 @click.option("--no-overlay", is_flag=True, help="Do not write <base>_overlay.png.")
 @click.option("--no-csv", is_flag=True, help="Do not write <base>_cells.csv.")
-@click.option("--format", "label_format", type=click.Choice(["ome-tiff", "ome-zarr"]), default="ome-tiff",
-              show_default=True, help="Label image: <base>_labels.ome.tif, or <base>.ome.zarr (the image and its "
-                                      "labels, OME-NGFF 0.4, labels/cells with per-label properties).")
+@click.option("--format", "label_format", type=click.Choice(["ome-tiff", "ome-zarr", "ome-zarr-0.5"]),
+              default="ome-tiff", show_default=True,
+              help="Label image: <base>_labels.ome.tif, or <base>.ome.zarr (the image and its labels, OME-NGFF 0.4 "
+                   "or 0.5, labels/cells with per-label properties).")
 @options_from(DEFAULTS.convert, only=["overwrite"])
 @options_from(DEFAULTS.batch)
 @click.option("--json", "as_json", is_flag=True,
