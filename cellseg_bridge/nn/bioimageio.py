@@ -207,12 +207,14 @@ def _tif(array: np.ndarray) -> bytes:
 
 
 def _torchscript(entry: torch.nn.Module, example: torch.Tensor) -> bytes:
-    # the input-size checks of ``CellposeUNet.check_input`` run once, at trace time (any multiple of 16 is valid)
+    # the input-size checks of ``CellposeUNet.check_input`` run once, at trace time (any multiple of 16 is valid);
+    # torch 2.13 warns that TorchScript is deprecated; bioimage.io's ``torchscript`` weights still are TorchScript
+    buf = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
         traced = torch.jit.trace(entry, example, check_trace=False)
-    buf = io.BytesIO()
-    torch.jit.save(traced, buf)
+        torch.jit.save(traced, buf)
     return buf.getvalue()
 
 

@@ -158,3 +158,22 @@ def test_export_refuses_restoration_networks_and_other_suffixes(tmp_path: Path) 
     with pytest.raises(InputError, match="is a .zip file"):
         export_bioimageio("nuclei", tmp_path / "d.tar")
     assert not list(tmp_path.iterdir())
+
+
+def test_import_of_a_foreign_0_4_style_package(package: Path, cache: Path, tmp_path: Path) -> None:
+    """A package without our config (as Cellpose's own export): percentiles from its preprocessing, diameters
+    from the state dict."""
+    def foreign(rdf: dict, files: dict) -> None:
+        rdf.pop("config")
+        rdf.pop("attachments")
+        rdf["format_version"] = "0.4.10"
+        rdf["inputs"][0]["preprocessing"] = [{"name": "scale_range", "kwargs": {
+            "mode": "per_sample", "axes": "yx", "min_percentile": 2.0, "max_percentile": 98.0}}]
+        rdf["weights"]["pytorch_state_dict"]["architecture"] = "cellpose_unet.py:CPnetBioImageIO"
+        del files["size_model.npz"]
+
+    dest = import_bioimageio(_repack(package, tmp_path / "cp_model.zip", foreign))
+    _, config = load_checkpoint(dest, "cpu")
+    assert dest.name == "cp_model" and config["normalize_percentiles"] == [2.0, 98.0]
+    assert config["diam_mean"] == 17.0 and config["size_model"] is None
+    assert config["provenance"]["bioimageio"]["format_version"] == "0.4.10"
