@@ -95,3 +95,15 @@ def test_ome_zarr_0_5_through_the_batch(nuclei: Path, tmp_path: Path) -> None:
     assert Image.from_zarr(zarr.open_group(str(path), mode="r")).attributes.ome.version == "0.5"
     cells = ImageLabel.from_zarr(zarr.open_group(str(path / "labels" / "cells"), mode="r"))
     assert len(cells.attributes.ome.image_label.properties) == len(np.unique(expected)) - 1
+
+
+def test_an_ome_zarr_input_is_never_replaced_by_its_output(tmp_path: Path) -> None:
+    from cellseg_bridge.io.ome_zarr import write_ome_zarr
+
+    image = np.zeros((1, 1, 1, 32, 32), np.uint16)
+    source = write_ome_zarr(tmp_path / "x.ome.zarr", image, np.zeros((1, 1, 32, 32), np.uint32))
+    before = sorted(p.relative_to(source) for p in source.rglob("*"))
+    report = segment_files(source, tmp_path, label_format="ome-zarr", overwrite=True, quiet=True,
+                           segment_fn=lambda *a, **k: None, load_model_fn=lambda name, device="auto": name)
+    assert not report.ok and not report.done  # inputs inside the output folder are left out (batch rule)
+    assert sorted(p.relative_to(source) for p in source.rglob("*")) == before

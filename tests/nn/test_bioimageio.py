@@ -40,6 +40,7 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "cache"
 
 
+@pytest.mark.slow
 def test_bundled_nuclei_passes_bioimageio_core_test(package: Path) -> None:
     spec = pytest.importorskip("bioimageio.spec", reason="bioimageio.spec not installed (pip install -e '.[bioimageio]')")
     core = pytest.importorskip("bioimageio.core", reason="bioimageio.core not installed (pip install -e '.[bioimageio]')")
@@ -135,6 +136,7 @@ def test_import_refuses_other_model_families(package: Path, cache: Path, tmp_pat
     assert not cache.exists() or not any(cache.iterdir())
 
 
+@pytest.mark.slow
 def test_cli_export_and_import(tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from cellseg_bridge.cli.main import main
     from cellseg_bridge.nn import bioimageio
