@@ -257,8 +257,7 @@ def write_ome_zarr(
     if version not in VERSIONS:
         raise InputError(f"OME-NGFF version must be one of {', '.join(VERSIONS)}, got {version!r}", path)
     if version == "0.5" and _zarr_major() < 3:
-        raise InputError("OME-NGFF 0.5 needs zarr >= 3 (installed: zarr " + __import__("zarr").__version__ + ")",
-                         path)
+        raise InputError("OME-NGFF 0.5 needs zarr >= 3 (zarr format 3); this zarr writes format 2 only", path)
     if len(image.shape) != 5 or len(labels.shape) != 4:
         raise InputError(f"expected image (T, C, Z, Y, X) and labels (T, Z, Y, X), got {image.shape} and "
                          f"{labels.shape}", path)
