@@ -30,6 +30,10 @@ file                        content                                           wh
                             core.tracking`): track, frame, label, centroid,   time-lapses only
                             area (:func:`~cellseg_bridge.batch.scene_outputs.
                             write_tracks`)
+``<base>.ome.zarr``         the image and its labels as OME-NGFF 0.4          ``label_format=
+                            (``labels/cells``, :mod:`cellseg_bridge.io.       "ome-zarr"`` (instead
+                            ome_zarr`), read by napari, ome-zarr-py, ...)      of the labels TIFF);
+                                                                              chunked planes
 ==========================  ================================================  =====================
 
 Positions and modes:
@@ -79,6 +83,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_OUTPUTS",
+    "LABEL_FORMATS",
     "LARGE_SUFFIXES",
     "OUTPUT_KINDS",
     "OUTPUT_SUFFIXES",
@@ -96,7 +101,13 @@ OUTPUT_SUFFIXES = {
     "flows": "_flows.ome.tif",
     "geojson": "_cells.geojson",
     "tracks": "_tracks.csv",
+    "ome_zarr": ".ome.zarr",
+    "ome_zarr_v05": ".ome.zarr",
 }
+#: Formats of the label image: an OME-TIFF of labels, or an OME-Zarr of the image with its labels.
+LABEL_FORMATS = ("ome-tiff", "ome-zarr", "ome-zarr-0.5")
+#: The output kind that replaces ``labels`` for each OME-Zarr label format (OME-NGFF 0.4, 0.5).
+_ZARR_KINDS = {"ome-zarr": "ome_zarr", "ome-zarr-0.5": "ome_zarr_v05"}
 #: Kinds that ``outputs`` may name (``seg_npy``, ``flows``, ``geojson``, ``tracks`` have their own switches).
 OUTPUT_KINDS = ("labels", "rois", "csv", "overlay")
 #: What ``cellseg segment`` writes unless told otherwise.
@@ -104,7 +115,7 @@ DEFAULT_OUTPUTS = OUTPUT_KINDS
 
 #: Outputs of a plane segmented in chunks (no ROIs, table or overlay: a whole slide holds
 #: hundreds of thousands of cells).
-LARGE_SUFFIXES = {"labels_zarr": "_labels.ome.zarr", "labels": "_labels.ome.tif"}
+LARGE_SUFFIXES = {"ome_zarr": ".ome.zarr", "labels": "_labels.ome.tif"}
 
 #: The segmentation pipeline, looked up when a batch starts (so that a stand-in module can take its place).
 PIPELINE_MODULE = "cellseg_bridge.segmentation.pipeline"
@@ -157,6 +168,7 @@ def segment_files(
     chunk_size: int | None = DEFAULTS.distributed.chunk_size,
     overlap: int | None = None,
     chunked_threshold_pixels: int = DEFAULTS.distributed.chunked_threshold_pixels,
+    label_format: str = LABEL_FORMATS[0],
     **segment_options: Any,
 ) -> BatchReport:
     """Segment every scene of every input and write labels, ROIs, a table and an overlay.
@@ -224,6 +236,10 @@ def segment_files(
         Chunk core side and overlap (defaults: ``DEFAULTS.distributed``).
     chunked_threshold_pixels : int
         Planes above this many pixels are segmented in chunks.
+    label_format : {"ome-tiff", "ome-zarr", "ome-zarr-0.5"}
+        ``"ome-zarr"``: write ``<base>.ome.zarr`` (the image and its labels, OME-NGFF 0.4;
+        ``"ome-zarr-0.5"``: 0.5, zarr format 3) instead of ``<base>_labels.ome.tif``. Planes
+        segmented in chunks write both, OME-NGFF 0.4.
     **segment_options
         Options of :class:`~cellseg_bridge.config.SegmentOptions` (``diameter``,
         ``channel``, ``nuclear_channel``, ``cellprob_threshold``,
@@ -251,6 +267,10 @@ def segment_files(
     kinds = check_output_kinds(outputs, save_seg_npy, save_flows, save_geojson, track)
     geo = geojson_options or DEFAULTS.geojson
     linking = track_options or DEFAULTS.track
+    if label_format not in LABEL_FORMATS:
+        raise InputError(f"unknown label format {label_format!r} (known: {', '.join(LABEL_FORMATS)})")
+    if label_format in _ZARR_KINDS:
+        kinds = [_ZARR_KINDS[label_format] if k == "labels" else k for k in kinds]
     if restore and chunked:
         raise InputError("restoration before segmentation is not available for chunked segmentation yet "
                          "(restore first with `cellseg restore`, then segment the restored files)")

@@ -148,6 +148,15 @@ def segment_item(
         from cellseg_bridge.io.writers import write_labels
 
         writers["labels"] = lambda path: write_labels(labels, path, physical_pixel_sizes=sizes, dims="TZYX")
+    for kind, version in (("ome_zarr", "0.4"), ("ome_zarr_v05", "0.5")):
+        if kind in outputs:
+            from cellseg_bridge.io.ome_zarr import write_ome_zarr
+
+            def write_zarr(path: Path, version: str = version) -> None:
+                write_ome_zarr(path, pixels, labels, pixel_sizes=sizes, channel_names=names, version=version,
+                               name=path.name.removesuffix(".ome.zarr"))
+
+            writers[kind] = write_zarr
     if "rois" in outputs:
         writers["rois"] = lambda path: write_rois(labels, n_c, path, names_format)
     if "geojson" in outputs:
@@ -243,10 +252,26 @@ def segment_large_task(item: WorkItem, model: Any, options: SegmentOptions, axes
 
     Returns ``n_cells``, ``diameter`` and the chunk counts (``chunks``, ``duplicates``, ``truncated``).
     """
-    from cellseg_bridge.distributed.chunked import segment_large
+    import shutil
 
-    result = segment_large(str(item.source), model, out=list(item.outputs), axes=axes_for(item.source, axes),
-                           scene=item.key, chunk_size=chunk_size, overlap=overlap, client=client,
-                           overwrite=True, options=options)
+    import dask.array as da
+
+    from cellseg_bridge.distributed.chunked import read_zarr_labels, segment_large
+    from cellseg_bridge.io.ome_zarr import write_ome_zarr
+
+    outputs = item.output_map()
+    scratch = outputs["ome_zarr"].with_name(f".{outputs['ome_zarr'].name}.labels.zarr")
+    try:
+        result = segment_large(str(item.source), model, out=[scratch, outputs["labels"]],
+                               axes=axes_for(item.source, axes), scene=item.key, chunk_size=chunk_size,
+                               overlap=overlap, client=client, overwrite=True, options=options)
+        # the image (read lazily) and the merged labels, streamed into one OME-Zarr
+        image = open_scene(item.source, item.key, axes)
+        labels = da.from_zarr(read_zarr_labels(scratch))[None, None]
+        write_ome_zarr(outputs["ome_zarr"], image.data, labels, name=outputs["ome_zarr"].name.removesuffix(".ome.zarr"),
+                       pixel_sizes=dict(image.attrs.get("physical_pixel_sizes") or {}),
+                       channel_names=[str(n) for n in image.attrs.get("channel_names") or []] or None)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return {"n_cells": result.n_cells, "diameter": result.diameter, "model_choice": None,
             "chunks": result.n_chunks, "duplicates": result.duplicates, "truncated": result.truncated}

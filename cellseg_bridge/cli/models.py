@@ -62,11 +62,28 @@ def models_info(name: str, as_json: bool) -> None:
 @click.option("--name", default=None, help="Model name (default: the file name without suffix).")
 @click.option("--overwrite", is_flag=True, help="Replace a cached model of the same name.")
 def models_import(path: Path, name: str | None, overwrite: bool) -> None:
-    """Validate checkpoint PATH and copy it into the model cache."""
+    """Validate checkpoint PATH (or a bioimage.io package .zip of a Cellpose-style model) and copy it into
+    the model cache."""
+    from cellseg_bridge.nn.bioimageio_import import import_bioimageio, is_bioimageio_package
     from cellseg_bridge.nn.registry import import_model
 
-    dest = run_api(import_model, path, name, overwrite=overwrite)
+    importer = import_bioimageio if is_bioimageio_package(path) else import_model
+    dest = run_api(importer, path, name, overwrite=overwrite)
     click.echo(f"imported {path} as {dest.name!r}: {dest}")
+
+
+@models.command("export")
+@click.argument("name")
+@click.option("--bioimageio", "out", required=True, type=click.Path(path_type=Path),
+              help="Write a bioimage.io model package (format 0.5) to this .zip.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
+def models_export(name: str, out: Path, overwrite: bool) -> None:
+    """Export model NAME (or a checkpoint path) as a bioimage.io package: weights (state dict with its
+    architecture file, TorchScript), test tensors, preprocessing, cover, model card."""
+    from cellseg_bridge.nn.bioimageio import export_bioimageio
+
+    dest = run_api(export_bioimageio, name, out, overwrite=overwrite)
+    click.echo(f"exported {name} as bioimage.io package: {dest}")
 
 
 @models.command("suggest")

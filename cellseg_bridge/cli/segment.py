@@ -46,6 +46,10 @@ from cellseg_bridge.config import (
               help="Time-lapses: link cells over time by overlap, so a cell keeps its label (the track id); "
                    "also write <base>_tracks.csv. A single time point is segmented without it (logged).")
 @options_from(DEFAULTS.track)
+@click.option("--format", "label_format", type=click.Choice(["ome-tiff", "ome-zarr", "ome-zarr-0.5"]),
+              default="ome-tiff", show_default=True,
+              help="Label image: <base>_labels.ome.tif, or <base>.ome.zarr (the image and its labels, OME-NGFF 0.4 "
+                   "or 0.5, labels/cells with per-label properties).")
 @options_from(DEFAULTS.convert, only=["overwrite"])
 @options_from(DEFAULTS.batch)
 @click.option("--json", "as_json", is_flag=True,
@@ -53,7 +57,8 @@ from cellseg_bridge.config import (
 @dask_options
 @click.option("--chunked", is_flag=True,
               help="Segment every plane in overlapping chunks (automatic above "
-                   f"{DEFAULTS.distributed.chunked_threshold_pixels} pixels): <base>_labels.ome.zarr + tiled .ome.tif.")
+                   f"{DEFAULTS.distributed.chunked_threshold_pixels} pixels): "
+                   "<base>.ome.zarr (image + labels) + tiled <base>_labels.ome.tif.")
 @options_from(DEFAULTS.distributed, only=["chunk_size"])
 @click.option("--restore", "restore_types", default=None,
               help="Restore before segmenting: type(s) (denoise, deblur, upsample, oneclick, aniso; model "
@@ -64,7 +69,8 @@ from cellseg_bridge.config import (
 def segment(ctx: click.Context, inputs: tuple[str, ...], out_dir: Path, save_seg_npy: bool, save_flows: bool,
             no_rois: bool, no_overlay: bool, no_csv: bool, save_geojson: bool, track: bool, overwrite: bool,
             recursive: bool, as_json: bool,
-            chunked: bool, restore_types: str | None, restore_target: str, **params: Any) -> None:
+            chunked: bool, restore_types: str | None, restore_target: str, label_format: str,
+            **params: Any) -> None:
     """Segment cells in images (files, folders, glob patterns); write labels, ROIs, a table, an overlay.
 
     Per input scene, into --out: <base>_labels.ome.tif, <base>_RoiSet.zip,
@@ -109,6 +115,7 @@ def segment(ctx: click.Context, inputs: tuple[str, ...], out_dir: Path, save_seg
         scheduler=dist.scheduler,
         chunked=chunked,
         chunk_size=dist.chunk_size,
+        label_format=label_format,
     )
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))

@@ -73,6 +73,8 @@ def staged_outputs(paths: Sequence[Path]) -> Iterator[list[Path]]:
             if not tmp.exists():
                 raise InputError(f"{path.name} was not written")
         for tmp, path in zip(tmps, paths):
+            if tmp.is_dir() and path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)  # a folder output (OME-Zarr) being replaced: os.replace needs it gone
             os.replace(tmp, path)
     finally:
         shutil.rmtree(stage, ignore_errors=True)

@@ -37,8 +37,9 @@ the depth step); xz planes stepped along y form an ordinary Z, Y, X volume. Each
 step of a wavelength sweep is a channel named ``<LUT name>_em<nm>nm``
 (emission) or ``_ex<nm>nm`` (excitation), e.g. ``Green_em550nm``.
 
-OME-Zarr (NGFF) folders, such as the ``<base>_labels.ome.zarr`` written by
-``cellseg segment --chunked``, open lazily like files (resolution level 0).
+OME-Zarr (NGFF) folders, such as the ``<base>.ome.zarr`` written by ``cellseg segment
+--format ome-zarr`` or ``--chunked``, open lazily like files (resolution level 0), and so do
+image groups inside them (``<base>.ome.zarr/labels/cells``: its labels).
 
 Rules applied to every backend:
 
@@ -190,12 +191,20 @@ def open_image(
 # ----------------------------------------------------------------------------- input checks and assembly
 
 
+def _inside_zarr(path: Path) -> bool:
+    """Whether folder ``path`` is a zarr group (format 2 or 3) below a ``*.zarr`` folder."""
+    is_group = (path / ".zattrs").is_file() or (path / "zarr.json").is_file()
+    return is_group and any(p.suffix.lower() == ".zarr" for p in path.parents)
+
+
 def _check_path(path: str | Path) -> tuple[Path, str]:
     """Return ``(path, format)`` or raise InputError for a missing/unsupported file."""
     path = Path(path)
     if not path.exists():
         raise InputError("file not found", path)
     fmt = SUPPORTED_SUFFIXES.get(path.suffix.lower())
+    if fmt is None and path.is_dir() and _inside_zarr(path):
+        fmt = "OME-Zarr"  # an image group inside an OME-Zarr, e.g. ``<base>.ome.zarr/labels/cells``
     if fmt == "OME-Zarr":
         if not path.is_dir():
             raise InputError("an OME-Zarr image is a folder, not a file", path)

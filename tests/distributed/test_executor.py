@@ -164,9 +164,20 @@ def test_cli_segment_chunked_writes_zarr_and_tiled_tiff(tiny_model, tmp_path):
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["counts"] == {"done": 1, "skipped": 0, "failed": 0}
-    zarr_labels = np.asarray(read_zarr_labels(tmp_path / "out" / "img0_labels.ome.zarr")[:])
-    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out" / "img0_labels.ome.tif"), zarr_labels)
-    assert data["items"][0]["result"]["chunks"] == 4
+    # <base>.ome.zarr: the image at its root, the merged labels in labels/cells (OME-NGFF 0.4)
+    zarr_labels = np.asarray(read_zarr_labels(tmp_path / "out" / "img0.ome.zarr" / "labels" / "cells")[:])
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out" / "img0_labels.ome.tif"), zarr_labels[0, 0, 0])
+    image = np.asarray(read_zarr_labels(tmp_path / "out" / "img0.ome.zarr")[:])
+    np.testing.assert_array_equal(image[0, 0, 0], tifffile.imread(next((tmp_path / "in").iterdir())))
+    assert data["items"][0]["result"]["chunks"] == 4 and zarr_labels.max() > 0
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no scratch left
+    models = pytest.importorskip("ome_zarr_models", reason="ome-zarr-models not installed (Python >= 3.11)")
+    import zarr
+    from ome_zarr_models.v04.image import Image
+    from ome_zarr_models.v04.image_label import ImageLabel
+
+    assert isinstance(models.open_ome_zarr(zarr.open_group(str(tmp_path / "out" / "img0.ome.zarr"), mode="r")), Image)
+    ImageLabel.from_zarr(zarr.open_group(str(tmp_path / "out" / "img0.ome.zarr" / "labels" / "cells"), mode="r"))
 
 
 def test_large_planes_are_detected_by_size(tmp_path):
