@@ -275,8 +275,9 @@ def roi_local_mask(
     ----------
     roi : roifile.ImagejRoi
     clip : (height, width), optional
-        Image size: plain rectangles and ovals are then computed only where they lie on
-        the image (a huge rectangle costs nothing), the returned origin moving with it.
+        Image size: every shape is then computed only where it lies on the image (a
+        ROI with huge coordinates costs what its part on the image costs), the
+        returned origin moving with it.
 
     Returns
     -------
@@ -288,7 +289,7 @@ def roi_local_mask(
     if not is_area_roi(roi):
         return None
     if roi.composite:
-        return rz.shape_mask(np.asarray(roi.multi_coordinates, np.float32))
+        return rz.shape_mask(np.asarray(roi.multi_coordinates, np.float32), clip=clip)
     left, top, width, height = roi_bounds(roi)
     # ImageJ's Roi and OvalRoi make empty or negative sizes one pixel
     width, height = max(width, 1), max(height, 1)
@@ -301,21 +302,21 @@ def roi_local_mask(
     if roi.roitype == ROI_TYPE.RECT:
         arc = int(roi.rounded_rect_arc_size)
         if arc > 0:
-            return rz.rounded_rect_mask(left, top, width, height, arc)
+            return rz.rounded_rect_mask(left, top, width, height, arc, clip=clip)
         return rz.rectangle_mask(wx1 - wx0, wy1 - wy0), (left + wx0, top + wy0)
     if roi.roitype == ROI_TYPE.OVAL:
         return rz.oval_mask(width, height, (wx0, wy0, wx1, wy1)), (left + wx0, top + wy0)
     if roi.roitype == ROI_TYPE.FREEHAND and roi.subtype == ROI_SUBTYPE.ELLIPSE:
-        return rz.ellipse_mask(roi.x1, roi.y1, roi.x2, roi.y2, _header_float(roi))
+        return rz.ellipse_mask(roi.x1, roi.y1, roi.x2, roi.y2, _header_float(roi), clip=clip)
     if roi.roitype == ROI_TYPE.FREEHAND and roi.subtype == ROI_SUBTYPE.ROTATED_RECT:
-        return rz.rotated_rect_mask(roi.x1, roi.y1, roi.x2, roi.y2, _header_float(roi))
+        return rz.rotated_rect_mask(roi.x1, roi.y1, roi.x2, roi.y2, _header_float(roi), clip=clip)
     # polygon, freehand, traced (ImageJ draws spline-fitted ones through their spline)
     fill = rz.spline_polygon_mask if roi.options & ROI_OPTIONS.SPLINE_FIT else rz.polygon_mask
     if roi.subpixelresolution and roi.subpixel_coordinates is not None:
         xy = np.asarray(roi.subpixel_coordinates, np.float32)
-        return fill(xy[:, 0], xy[:, 1], subpixel=True)
+        return fill(xy[:, 0], xy[:, 1], subpixel=True, clip=clip)
     x, y = _integer_vertices(roi)
-    return fill(x, y, subpixel=False)
+    return fill(x, y, subpixel=False, clip=clip)
 
 
 def _approximation_reason(roi: ImagejRoi) -> str | None:

@@ -155,8 +155,8 @@ def spline_fit_polygon(
 
 
 def spline_polygon_mask(
-    x: np.ndarray, y: np.ndarray, *, subpixel: bool | None = None
+    x: np.ndarray, y: np.ndarray, *, subpixel: bool | None = None, clip: tuple[int, int] | None = None
 ) -> tuple[np.ndarray, tuple[int, int]]:
-    """Mask and origin of a spline-fitted polygon ROI (see :func:`spline_fit_polygon`)."""
+    """Mask and origin of a spline-fitted polygon ROI (see :func:`spline_fit_polygon`; ``clip``: :func:`polygon_mask`)."""
     xs, ys = spline_fit_polygon(x, y, subpixel=subpixel)
-    return polygon_mask(xs, ys, subpixel=True)
+    return polygon_mask(xs, ys, subpixel=True, clip=clip)
