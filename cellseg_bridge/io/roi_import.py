@@ -29,6 +29,7 @@ from roifile import ROI_OPTIONS, ROI_SUBTYPE, ROI_TYPE, ImagejRoi
 from cellseg_bridge.config import DEFAULTS
 from cellseg_bridge.core.roi import rasterize as rz
 from cellseg_bridge.errors import InputError
+from cellseg_bridge.io.paths import missing_reason
 
 log = logging.getLogger(__name__)
 
@@ -196,11 +197,13 @@ def read_rois(path: str | Path, *, problems: list[str] | None = None) -> list[Im
     if problems is None:
         problems = []
     if not path.is_file():
-        raise InputError("ROI file not found", path)
+        raise InputError(missing_reason(path, "ROI file"), path)
     if zipfile.is_zipfile(path):
         return _read_zip(path, problems)
     try:
         data = path.read_bytes()
+        if data[:2] == b"PK":  # a zip whose table of contents is missing or damaged
+            raise ValueError("corrupt or truncated zip file (its table of contents cannot be read)")
         roi = _check_roi_bytes(data)
     except (ValueError, OSError) as exc:
         raise InputError(str(exc), path) from exc

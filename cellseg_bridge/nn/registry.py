@@ -44,6 +44,7 @@ from cellseg_bridge.nn.model_import import import_model
 from cellseg_bridge.nn.store import (
     SIZE_MODEL_NAME,
     WEIGHT_SUFFIXES,
+    bundled_models_dir,
     cache_dir,
     folder_weights,
     read_json,
@@ -109,11 +110,6 @@ class ModelInfo:
 
 
 # --------------------------------------------------------------------------- places
-
-
-def bundled_models_dir() -> Path:
-    """Folder of the models shipped with the package (``cellseg_bridge/models``)."""
-    return Path(__file__).resolve().parents[1] / "models"
 
 
 def cellpose_models_dir() -> Path:
