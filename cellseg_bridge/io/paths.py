@@ -85,7 +85,7 @@ def check_output(
     return out
 
 
-def missing_reason(path: str | os.PathLike, what: str = "file") -> str:
+def missing_reason(path: str | os.PathLike, what: str = "file", missing: str | None = None) -> str:
     """Why ``path`` cannot be opened, in a few words.
 
     Parameters
@@ -95,6 +95,8 @@ def missing_reason(path: str | os.PathLike, what: str = "file") -> str:
     what : str
         What was expected (``"file"``, ``"ROI file"``, ``"checkpoint"``): used in
         the plain "not found" case.
+    missing : str, optional
+        The words for a path that simply does not exist (default ``"<what> not found"``).
 
     Returns
     -------
@@ -120,7 +122,7 @@ def missing_reason(path: str | os.PathLike, what: str = "file") -> str:
             except OSError:
                 target = "?"
             return f"broken symbolic link (to {target!r})"
-        return f"{what} not found"
+        return missing or f"{what} not found"
     if path.is_dir():
         return f"is a folder, not a {what}"
     return f"{what} cannot be opened"

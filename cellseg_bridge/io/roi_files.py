@@ -116,7 +116,12 @@ def roi_zip_to_label_image(
     image = open_image(like)
     axes = "".join(a for a in "TZ" if image.sizes[a] > 1) + "YX"
     shape = tuple(image.sizes[a] for a in axes)
-    labels, report = rois_to_labels(rois_path, shape, axes=axes, overlap=overlap)
+    try:
+        labels, report = rois_to_labels(rois_path, shape, axes=axes, overlap=overlap)
+    except InputError as exc:
+        if exc.path is not None:
+            raise
+        raise InputError(exc.reason, like) from exc  # the shape (e.g. too big for memory) is the image's
     if report.n_labels == 0:
         size = " x ".join(str(n) for n in shape)
         why = (f"none of its {report.n_rois} ROIs covers a pixel of the image ({size}, from {like.name})"

@@ -29,6 +29,7 @@ from roifile import ROI_OPTIONS, ROI_SUBTYPE, ROI_TYPE, ImagejRoi
 from cellseg_bridge.config import DEFAULTS
 from cellseg_bridge.core.roi import rasterize as rz
 from cellseg_bridge.errors import InputError
+from cellseg_bridge.io.memory import check_allocation
 from cellseg_bridge.io.paths import missing_reason
 
 log = logging.getLogger(__name__)
@@ -471,6 +472,9 @@ def rois_to_labels(
     height, width = work_shape[-2], work_shape[-1]
     n_area = sum(1 for r in rois if is_area_roi(r))
     dtype = np.uint16 if n_area < 65535 else np.uint32
+    n_pixels = int(np.prod(work_shape, dtype=np.float64))
+    size = " x ".join(str(n) for n in shape)
+    check_allocation(n_pixels * (np.dtype(dtype).itemsize + 1), f"the label image ({size} pixels)")
     labels = np.zeros(work_shape, dtype)
     coverage = np.zeros(work_shape, np.uint8)  # 0, 1, or 2 = "two or more ROIs"
     boxes = np.zeros((max(n_area, 1), 4), np.int64)  # y0, y1, x0, x1 of each label's clipped mask
