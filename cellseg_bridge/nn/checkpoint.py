@@ -83,7 +83,22 @@ def _read_raw(path: Path, device: torch.device) -> Any:
     except OSError as exc:
         raise InputError(f"cannot read checkpoint ({exc.strerror or exc})", path) from exc
     except Exception as exc:  # noqa: BLE001 - untrusted bytes: torch raises anything on garbage
-        raise InputError(f"not a PyTorch checkpoint or corrupt ({_first_line(exc)})", path) from exc
+        raise InputError(f"not a PyTorch checkpoint or corrupt ({_what_it_is(path) or _first_line(exc)})",
+                         path) from exc
+
+
+def _what_it_is(path: Path) -> str | None:
+    """A few words on a file that is neither a zip (torch >= 1.6) nor a pickle (older torch), else None."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        return None
+    if not head:
+        return "the file is empty"
+    if head.startswith(b"PK") or head[0] == 0x80:
+        return None
+    return f"neither a zip archive nor a pickle: it starts with {head[:12]!r}"
 
 
 def _refused_globals(message: str, path: Path) -> str | None:
