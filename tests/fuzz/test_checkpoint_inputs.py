@@ -11,6 +11,8 @@ from click.testing import CliRunner
 
 from cellseg_bridge.cli import main
 
+pytestmark = pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
+
 KINDS = ["passwd", "empty", "truncated", "zip_not_torch", "garbage_safetensors",
          "pickle_os_system_torch", "pickle_os_system_p2", "pickle_os_system_p4"]
 
