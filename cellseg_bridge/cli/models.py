@@ -65,7 +65,9 @@ def models_info(name: str, as_json: bool) -> None:
 
 @models.command("import")
 @click.argument("path", type=ExistingPath(exists=True, path_type=Path))
-@click.option("--name", default=None, help="Model name (default: the file name without suffix).")
+@click.option("--name", default=None,
+              help="Model name (default: the file name without suffix); not a bundled model's name, "
+                   "which would always be found first (refused).")
 @click.option("--overwrite", is_flag=True, help="Replace a cached model of the same name.")
 def models_import(path: Path, name: str | None, overwrite: bool) -> None:
     """Validate checkpoint PATH and copy it into the model cache."""

@@ -84,7 +84,9 @@ def huge_rois() -> list[roifile.ImagejRoi]:
     composite.multi_coordinates = np.array(
         [0, -1e7, -1e7, 1, 1e7, -1e7, 3, 1e7, 1e7, 0, 1e7, -1e7, 1e7, 4], np.float32)
     composite.shape_roi_size = composite.multi_coordinates.size
-    return [big_int, big_sub, sliver, ellipse, rounded, composite]
+    spline = polygon([[-1e7, -1e7], [1e7, -1e7], [1e7, 1e7], [-1e7, 1e7]], "spline_1e7", subpixel=True)
+    spline.options |= roifile.ROI_OPTIONS.SPLINE_FIT  # ImageJ would sample 4e7 spline points
+    return [big_int, big_sub, sliver, ellipse, rounded, composite, spline]
 
 
 def checkpoint_files(folder: Path, marker: Path) -> dict[str, Path]:
