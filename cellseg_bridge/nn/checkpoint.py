@@ -29,6 +29,7 @@ import torch
 
 from cellseg_bridge.errors import CellsegError, InputError
 from cellseg_bridge.io.atomic import atomic_output
+from cellseg_bridge.io.paths import missing_reason
 from cellseg_bridge.nn.net import CellposeUNet
 from cellseg_bridge.nn.pickle_scan import pickled_globals
 
@@ -270,7 +271,7 @@ def _resolve_weights(path: Path) -> Path:
             raise InputError('model config has no "weights" entry', cfg_path)
         path = path / name
     if not path.is_file():
-        raise InputError("checkpoint file not found", path)
+        raise InputError(missing_reason(path, "checkpoint file"), path)
     return path
 
 
