@@ -80,3 +80,18 @@ def test_a_symlink_loop_is_called_one(tmp_path, sample_image):
     assert result.exit_code == 1
     assert "loop.ome.tif" in result.output and "symbolic link loop" in result.output, result.output
     assert (tmp_path / "out" / "img.ome.tif").exists()  # the other input is converted
+
+
+def test_a_png_claiming_100000_squared_pixels_is_refused(tmp_path, fuzz):
+    import struct
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    png = tmp_path / "bomb.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", SIDE, SIDE, 8, 0, 0, 0, 0))
+                    + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b""))
+    before = fuzz.sha256s([png])
+    result = CliRunner().invoke(main, ["convert", str(png), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "bomb.png" in result.output and "Traceback" not in result.output
+    assert fuzz.sha256s([png]) == before
