@@ -50,6 +50,7 @@ def test_crafted_tiff_headers_are_refused_before_allocating(tmp_path, fuzz, samp
             assert "Traceback" not in out
         assert not (tmp_path / f"labels_{name}.ome.tif").exists()
     extra = (result["peak"] - result["base"]) / MB
+    print(f"crafted TIFFs: peak {result['peak'] / MB:.0f} MB, {extra:.0f} MB above the baseline")
     assert extra < 200, f"crafted TIFFs took {extra:.0f} MB above the baseline"
     assert fuzz.sha256s([*tiffs.values(), rois, sample_image]) == before
 
