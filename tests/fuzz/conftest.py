@@ -14,7 +14,7 @@ import struct
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -170,11 +170,3 @@ def sample_image(tmp_path: Path) -> Path:
     path = tmp_path / "img.ome.tif"
     write_ome_tiff(image, path)
     return path
-
-
-def no_traceback(output: str) -> bool:
-    """The CLI printed a message, not a Python traceback."""
-    return "Traceback" not in output
-
-
-Check = Callable[[str], bool]
