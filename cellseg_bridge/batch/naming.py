@@ -28,6 +28,7 @@ from pathlib import Path
 
 from cellseg_bridge.batch.items import WorkItem
 from cellseg_bridge.errors import InputError
+from cellseg_bridge.io.paths import same_file
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ def scene_items(
         base = scene_stem(stem, index, scenes[index], len(scenes))
         outputs = tuple(out_dir / f"{base}{suffix}" for suffix in suffixes)
         for out in outputs:
-            if out.resolve() == source.resolve():
+            if same_file(out, source):
                 raise InputError(f"output {out} would replace the input; choose another --out folder", source)
         label = str(source) if len(scenes) == 1 else f"{source} [scene {index} {scenes[index]!r}]"
         items.append(WorkItem(source=source, outputs=outputs, key=index, label=label, kinds=tuple(kinds),

@@ -42,6 +42,7 @@ from cellseg_bridge.batch.items import Executor, LocalExecutor, Task, WorkItem
 from cellseg_bridge.batch.report import BatchReport, ItemRecord, append_manifest
 from cellseg_bridge.config import DEFAULTS
 from cellseg_bridge.errors import CellsegError
+from cellseg_bridge.io.paths import missing_reason
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ def expand_inputs(
             for p in found:
                 add(p)
         else:
-            problems.append((text, "no such file or folder"))
+            problems.append((text, missing_reason(path, missing="no such file or folder")))
     return files, problems
 
 

@@ -66,6 +66,19 @@ def use_reader(ctx: click.Context, reader: str | None) -> None:
     ctx.call_on_close(restore)
 
 
+class ExistingPath(click.Path):
+    """``click.Path`` whose "does not exist" says why: a symbolic link loop, a broken link, no permission."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """Check ``value`` as ``click.Path`` does, naming the real reason when it cannot be opened."""
+        if self.exists and not os.path.exists(value):
+            from cellseg_bridge.io.paths import missing_reason
+
+            what = "folder" if not self.file_okay else "file"
+            self.fail(f"{os.fspath(value)!r}: {missing_reason(value, what)}", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def run_api(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Call an API function; a CellsegError becomes a one-line message and exit status 1."""
     try:

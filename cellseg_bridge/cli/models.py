@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from cellseg_bridge.cli.common import help_of, is_quiet, run_api, scene_arg
+from cellseg_bridge.cli.common import ExistingPath, help_of, is_quiet, run_api, scene_arg
 from cellseg_bridge.config import ReadOptions, SegmentOptions
 
 
@@ -40,26 +40,34 @@ def models_list(as_json: bool) -> None:
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def models_info(name: str, as_json: bool) -> None:
-    """Show where model NAME (or a checkpoint path) is and what it is."""
+    """Show where model NAME (or a checkpoint path) is and what it is.
+
+    Exits with status 1 when the model is found but does not load (its error is shown).
+    """
     from cellseg_bridge.nn.registry import model_info
 
     data = run_api(model_info, name)
     if as_json:
         click.echo(json.dumps(data, indent=2))
+        if "error" in data:
+            raise click.exceptions.Exit(1)
         return
     for key in ("name", "source", "path", "size_bytes", "size_model"):
         click.echo(f"{key:<12} {data[key]}")
     for key, value in (data.get("architecture") or {}).items():
         click.echo(f"{key:<12} {value}")
-    if "error" in data:
-        click.echo(f"error        {data['error']}")
     for other in data["shadowed"]:
         click.echo(f"shadows      {other['source']} {other['path']}")
+    if "error" in data:
+        click.echo(f"error        {data['error']}")
+        raise click.exceptions.Exit(1)
 
 
 @models.command("import")
-@click.argument("path", type=click.Path(exists=True, path_type=Path))
-@click.option("--name", default=None, help="Model name (default: the file name without suffix).")
+@click.argument("path", type=ExistingPath(exists=True, path_type=Path))
+@click.option("--name", default=None,
+              help="Model name (default: the file name without suffix); not a bundled model's name, "
+                   "which would always be found first (refused).")
 @click.option("--overwrite", is_flag=True, help="Replace a cached model of the same name.")
 def models_import(path: Path, name: str | None, overwrite: bool) -> None:
     """Validate checkpoint PATH (or a bioimage.io package .zip of a Cellpose-style model) and copy it into

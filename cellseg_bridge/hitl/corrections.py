@@ -28,6 +28,7 @@ import numpy as np
 
 from cellseg_bridge.core.metrics import match_labels
 from cellseg_bridge.errors import InputError
+from cellseg_bridge.io.paths import missing_reason
 from cellseg_bridge.io.roi_import import RoiImportReport, is_area_roi, read_rois, roi_bounds, rois_to_labels
 
 __all__ = ["Correction", "CorrectionChanges", "read_correction", "compare_to_prediction"]
@@ -112,7 +113,7 @@ def read_correction(path: str | Path, shape: tuple[int, int], *, image_name: str
     """
     path = Path(path)
     if not path.is_file():
-        raise InputError("ROI file not found", path)
+        raise InputError(missing_reason(path, "ROI file"), path)
     if path.suffix.lower() == ".geojson":
         return _read_geojson_correction(path, shape, image_name, allow_empty)
     if path.suffix.lower() not in (".zip", ".roi"):

@@ -50,6 +50,7 @@ from cellseg_bridge.hitl.manifest import (
     write_manifest,
 )
 from cellseg_bridge.io.atomic import atomic_output
+from cellseg_bridge.io.paths import missing_reason
 
 __all__ = ["HitlProject", "NextResult", "AddResult", "init_project", "open_project", "INITIAL"]
 
@@ -249,7 +250,7 @@ def init_project(
     for item in images:
         path = Path(item).expanduser()
         if not path.is_file():
-            raise InputError("image not found", path)
+            raise InputError(missing_reason(path, "image"), path)
         path = path.resolve()
         if str(path) in seen:
             logger.warning("%s given twice: taken once", path)

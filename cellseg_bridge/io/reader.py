@@ -89,6 +89,7 @@ import xarray as xr
 from cellseg_bridge.errors import InputError
 from cellseg_bridge.io import _backends
 from cellseg_bridge.io._backends.common import _AXIS_LETTERS, _Image, _refuse_axes
+from cellseg_bridge.io.paths import missing_reason
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +202,7 @@ def _check_path(path: str | Path) -> tuple[Path, str]:
     """Return ``(path, format)`` or raise InputError for a missing/unsupported file."""
     path = Path(path)
     if not path.exists():
-        raise InputError("file not found", path)
+        raise InputError(missing_reason(path), path)
     fmt = SUPPORTED_SUFFIXES.get(path.suffix.lower())
     if fmt is None and path.is_dir() and _inside_zarr(path):
         fmt = "OME-Zarr"  # an image group inside an OME-Zarr, e.g. ``<base>.ome.zarr/labels/cells``

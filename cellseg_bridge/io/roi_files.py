@@ -9,6 +9,7 @@ import numpy as np
 import xarray as xr
 
 from cellseg_bridge.errors import InputError
+from cellseg_bridge.io.paths import check_output
 from cellseg_bridge.io.reader import open_image
 from cellseg_bridge.io.roi_export import labels_to_rois, write_roi_zip
 from cellseg_bridge.io.roi_import import RoiImportReport, rois_to_labels
@@ -31,6 +32,7 @@ def label_image_to_roi_zip(
     name_format: str | None = None,
     multipart: str | None = None,
     scene: int | str | None = None,
+    overwrite: bool = False,
 ) -> tuple[Path, int]:
     """Write the ROIs of a label image (any readable format) as an ImageJ ``RoiSet.zip``.
 
@@ -39,11 +41,14 @@ def label_image_to_roi_zip(
     labels_path : str or Path
         Label image; T and Z axes (when longer than 1) become ROI positions.
     out : str or Path, optional
-        The zip to write (replaced if it exists); default ``<stem>_RoiSet.zip`` beside the input.
+        The zip to write; default ``<stem>_RoiSet.zip`` beside the input.
     name_format, multipart : str, optional
         See :func:`cellseg_bridge.io.roi_export.labels_to_rois`.
     scene : int or str, optional
         Scene of a multi-scene file.
+    overwrite : bool
+        Replace ``out`` if it exists (it is never the input itself: see
+        :func:`cellseg_bridge.io.paths.check_output`).
 
     Returns
     -------
@@ -53,6 +58,10 @@ def label_image_to_roi_zip(
         Number of ROIs in it.
     """
     labels_path = Path(labels_path)
+    if out is None:
+        stem = labels_path.name.split(".")[0]
+        out = labels_path.with_name(f"{stem}_RoiSet.zip")
+    out = check_output(out, [labels_path], overwrite=overwrite)
     image = open_image(labels_path, scene=scene)
     axes = _stack_axes(image, labels_path)
     dropped = {a: 0 for a in "TZ" if a not in axes}
@@ -61,9 +70,6 @@ def label_image_to_roi_zip(
         rois = labels_to_rois(data, name_format=name_format, multipart=multipart, axes=axes)
     except InputError as exc:
         raise InputError(exc.reason, labels_path) from exc
-    if out is None:
-        stem = labels_path.name.split(".")[0]
-        out = labels_path.with_name(f"{stem}_RoiSet.zip")
     path = write_roi_zip(rois, out)
     log.debug("%s: %d ROIs -> %s", labels_path, len(rois), path)
     return path, len(rois)
@@ -75,6 +81,7 @@ def roi_zip_to_label_image(
     out: str | Path,
     *,
     overlap: str | None = None,
+    overwrite: bool = False,
 ) -> RoiImportReport:
     """Rasterise an ImageJ ROI file (``.zip`` or ``.roi``) into a label OME-TIFF shaped like an image.
 
@@ -88,17 +95,38 @@ def roi_zip_to_label_image(
         Label OME-TIFF to write.
     overlap : {"last", "first"}, optional
         Overlap rule (default ``DEFAULTS.rois.overlap``).
+    overwrite : bool
+        Replace ``out`` if it exists (never one of the inputs: see
+        :func:`cellseg_bridge.io.paths.check_output`).
 
     Returns
     -------
     RoiImportReport
         What was converted, skipped, found corrupt and overlapping.
+
+    Raises
+    ------
+    InputError
+        ``out`` is an input or exists (without ``overwrite``); an input cannot be
+        read; no ROI of the file gives a label on the image (all off the image,
+        empty or without area): nothing is written then.
     """
     like = Path(like)
+    out = check_output(out, [rois_path, like], overwrite=overwrite)
     image = open_image(like)
     axes = "".join(a for a in "TZ" if image.sizes[a] > 1) + "YX"
     shape = tuple(image.sizes[a] for a in axes)
-    labels, report = rois_to_labels(rois_path, shape, axes=axes, overlap=overlap)
+    try:
+        labels, report = rois_to_labels(rois_path, shape, axes=axes, overlap=overlap)
+    except InputError as exc:
+        if exc.path is not None:
+            raise
+        raise InputError(exc.reason, like) from exc  # the shape (e.g. too big for memory) is the image's
+    if report.n_labels == 0:
+        size = " x ".join(str(n) for n in shape)
+        why = (f"none of its {report.n_rois} ROIs covers a pixel of the image ({size}, from {like.name})"
+               if report.n_rois else f"it holds no readable ROI ({len(report.corrupt)} corrupt entries)")
+        raise InputError(f"no labels to write: {why}; nothing written", rois_path)
     write_labels(labels, out, physical_pixel_sizes=image.attrs.get("physical_pixel_sizes"), dims=axes)
     log.debug("%s: %s", rois_path, report.summary())
     return report

@@ -29,6 +29,8 @@ from roifile import ROI_OPTIONS, ROI_SUBTYPE, ROI_TYPE, ImagejRoi
 from cellseg_bridge.config import DEFAULTS
 from cellseg_bridge.core.roi import rasterize as rz
 from cellseg_bridge.errors import InputError
+from cellseg_bridge.io.memory import check_allocation
+from cellseg_bridge.io.paths import missing_reason
 
 log = logging.getLogger(__name__)
 
@@ -196,11 +198,13 @@ def read_rois(path: str | Path, *, problems: list[str] | None = None) -> list[Im
     if problems is None:
         problems = []
     if not path.is_file():
-        raise InputError("ROI file not found", path)
+        raise InputError(missing_reason(path, "ROI file"), path)
     if zipfile.is_zipfile(path):
         return _read_zip(path, problems)
     try:
         data = path.read_bytes()
+        if data[:2] == b"PK":  # a zip whose table of contents is missing or damaged
+            raise ValueError("corrupt or truncated zip file (its table of contents cannot be read)")
         roi = _check_roi_bytes(data)
     except (ValueError, OSError) as exc:
         raise InputError(str(exc), path) from exc
@@ -275,8 +279,9 @@ def roi_local_mask(
     ----------
     roi : roifile.ImagejRoi
     clip : (height, width), optional
-        Image size: plain rectangles and ovals are then computed only where they lie on
-        the image (a huge rectangle costs nothing), the returned origin moving with it.
+        Image size: every shape is then computed only where it lies on the image (a
+        ROI with huge coordinates costs what its part on the image costs), the
+        returned origin moving with it.
 
     Returns
     -------
@@ -288,7 +293,7 @@ def roi_local_mask(
     if not is_area_roi(roi):
         return None
     if roi.composite:
-        return rz.shape_mask(np.asarray(roi.multi_coordinates, np.float32))
+        return rz.shape_mask(np.asarray(roi.multi_coordinates, np.float32), clip=clip)
     left, top, width, height = roi_bounds(roi)
     # ImageJ's Roi and OvalRoi make empty or negative sizes one pixel
     width, height = max(width, 1), max(height, 1)
@@ -301,21 +306,21 @@ def roi_local_mask(
     if roi.roitype == ROI_TYPE.RECT:
         arc = int(roi.rounded_rect_arc_size)
         if arc > 0:
-            return rz.rounded_rect_mask(left, top, width, height, arc)
+            return rz.rounded_rect_mask(left, top, width, height, arc, clip=clip)
         return rz.rectangle_mask(wx1 - wx0, wy1 - wy0), (left + wx0, top + wy0)
     if roi.roitype == ROI_TYPE.OVAL:
         return rz.oval_mask(width, height, (wx0, wy0, wx1, wy1)), (left + wx0, top + wy0)
     if roi.roitype == ROI_TYPE.FREEHAND and roi.subtype == ROI_SUBTYPE.ELLIPSE:
-        return rz.ellipse_mask(roi.x1, roi.y1, roi.x2, roi.y2, _header_float(roi))
+        return rz.ellipse_mask(roi.x1, roi.y1, roi.x2, roi.y2, _header_float(roi), clip=clip)
     if roi.roitype == ROI_TYPE.FREEHAND and roi.subtype == ROI_SUBTYPE.ROTATED_RECT:
-        return rz.rotated_rect_mask(roi.x1, roi.y1, roi.x2, roi.y2, _header_float(roi))
+        return rz.rotated_rect_mask(roi.x1, roi.y1, roi.x2, roi.y2, _header_float(roi), clip=clip)
     # polygon, freehand, traced (ImageJ draws spline-fitted ones through their spline)
     fill = rz.spline_polygon_mask if roi.options & ROI_OPTIONS.SPLINE_FIT else rz.polygon_mask
     if roi.subpixelresolution and roi.subpixel_coordinates is not None:
         xy = np.asarray(roi.subpixel_coordinates, np.float32)
-        return fill(xy[:, 0], xy[:, 1], subpixel=True)
+        return fill(xy[:, 0], xy[:, 1], subpixel=True, clip=clip)
     x, y = _integer_vertices(roi)
-    return fill(x, y, subpixel=False)
+    return fill(x, y, subpixel=False, clip=clip)
 
 
 def _approximation_reason(roi: ImagejRoi) -> str | None:
@@ -467,6 +472,9 @@ def rois_to_labels(
     height, width = work_shape[-2], work_shape[-1]
     n_area = sum(1 for r in rois if is_area_roi(r))
     dtype = np.uint16 if n_area < 65535 else np.uint32
+    n_pixels = int(np.prod(work_shape, dtype=np.float64))
+    size = " x ".join(str(n) for n in shape)
+    check_allocation(n_pixels * (np.dtype(dtype).itemsize + 1), f"the label image ({size} pixels)")
     labels = np.zeros(work_shape, dtype)
     coverage = np.zeros(work_shape, np.uint8)  # 0, 1, or 2 = "two or more ROIs"
     boxes = np.zeros((max(n_area, 1), 4), np.int64)  # y0, y1, x0, x1 of each label's clipped mask

@@ -21,16 +21,17 @@ import logging
 import math
 import pickle
 import re
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from cellseg_bridge.errors import InputError
+from cellseg_bridge.errors import CellsegError, InputError
 from cellseg_bridge.io.atomic import atomic_output
+from cellseg_bridge.io.paths import missing_reason
 from cellseg_bridge.nn.net import CellposeUNet
+from cellseg_bridge.nn.pickle_scan import pickled_globals
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,13 @@ _OPTIONAL_KEYS = frozenset({"diam_mean", "diam_labels"})
 _NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net")
 _MAX_LISTED = 8
 
-_UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+#: torch's words for a global it refuses: "Unsupported global: GLOBAL x" (<= 2.5),
+#: "unsupported GLOBAL x whose module y is blocked" (2.6 ... 2.13).
+_UNSAFE_GLOBAL = re.compile(r"unsupported global:? (?:GLOBAL )?([\w.]+)", re.IGNORECASE)
+#: Words of torch's weights-only refusals that do not name the global.
+_WEIGHTS_ONLY_WORDS = ("Weights only load failed", "WeightsUnpickler", "is blocked", "Unsupported operand")
+#: Globals a plain tensor state dict pickles (torch's own rebuild functions and storages).
+_TENSOR_GLOBALS = ("torch.", "collections.OrderedDict", "_codecs.encode", "builtins.set")
 _DOWN_CONV0 = re.compile(r"^downsample\.down\.res_down_(\d+)\.conv\.conv_0\.2\.weight$")
 
 
@@ -52,7 +59,7 @@ def config_path_for(weights: str | Path) -> Path:
 
 
 def _read_raw(path: Path, device: torch.device) -> Any:
-    """Deserialise ``path`` safely; every failure becomes an :class:`InputError`."""
+    """Deserialise ``path`` safely; every failure becomes an :class:`InputError` naming the file."""
     if path.suffix == ".safetensors":
         try:
             from safetensors.torch import load_file
@@ -60,32 +67,58 @@ def _read_raw(path: Path, device: torch.device) -> Any:
             raise InputError("reading .safetensors needs the 'safetensors' package", path) from exc
         try:
             return load_file(str(path), device=str(device))
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise InputError(f"not a readable safetensors file ({exc})", path) from exc
+        except Exception as exc:  # noqa: BLE001 - untrusted bytes (SafetensorError, OSError, ...)
+            raise InputError(f"not a readable safetensors file ({_first_line(exc)})", path) from exc
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as exc:
-        found = _UNSAFE_GLOBAL.search(str(exc))
-        if found:
+        refused = _refused_globals(str(exc), path)
+        if refused is not None:
             raise InputError(
-                f"refused to load: the file pickles Python objects ({found.group(1)}), "
-                "not only tensors; checkpoints are read with torch.load(weights_only=True) "
-                "and must be plain state dicts (torch.save(model.state_dict()))",
+                f"refused: this file pickles Python objects ({refused}), not only tensors; loading it "
+                "could run code. Checkpoints are read with torch.load(weights_only=True) and must be "
+                "plain state dicts (torch.save(model.state_dict()))",
                 path,
             ) from exc
         raise InputError("not a PyTorch checkpoint or corrupt (unpickling failed)", path) from exc
-    except (
-        RuntimeError,
-        EOFError,
-        ValueError,
-        UnicodeDecodeError,
-        zipfile.BadZipFile,
-        KeyError,
-    ) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"not a PyTorch checkpoint or corrupt ({first_line})", path) from exc
     except OSError as exc:
         raise InputError(f"cannot read checkpoint ({exc.strerror or exc})", path) from exc
+    except Exception as exc:  # noqa: BLE001 - untrusted bytes: torch raises anything on garbage
+        raise InputError(f"not a PyTorch checkpoint or corrupt ({_what_it_is(path) or _first_line(exc)})",
+                         path) from exc
+
+
+def _what_it_is(path: Path) -> str | None:
+    """A few words on a file that is neither a zip (torch >= 1.6) nor a pickle (older torch), else None."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        return None
+    if not head:
+        return "the file is empty"
+    if head.startswith(b"PK") or head[0] == 0x80:
+        return None
+    return f"neither a zip archive nor a pickle: it starts with {head[:12]!r}"
+
+
+def _refused_globals(message: str, path: Path) -> str | None:
+    """What a pickle that ``torch.load(weights_only=True)`` refused would have imported, or None.
+
+    torch names the global in its message ("Unsupported global: GLOBAL x" in older
+    versions, "unsupported GLOBAL x whose module y is blocked" in 2.13); when it
+    stops earlier (an opcode it does not support, e.g. a plain ``pickle.dump``), the
+    pickle's opcodes are listed without running them and the globals named.
+    """
+    found = _UNSAFE_GLOBAL.search(message)
+    if found:
+        return found.group(1)
+    if not any(word in message for word in _WEIGHTS_ONLY_WORDS):
+        return None
+    names = [n for n in pickled_globals(path) if not n.startswith(_TENSOR_GLOBALS)]
+    if names:
+        return ", ".join(sorted(set(names))[:_MAX_LISTED])
+    return None
 
 
 def _is_tensor_mapping(obj: Any) -> bool:
@@ -238,7 +271,7 @@ def _resolve_weights(path: Path) -> Path:
             raise InputError('model config has no "weights" entry', cfg_path)
         path = path / name
     if not path.is_file():
-        raise InputError("checkpoint file not found", path)
+        raise InputError(missing_reason(path, "checkpoint file"), path)
     return path
 
 
@@ -277,6 +310,33 @@ def load_checkpoint(
     device = torch.device(device)
     # Tensors are read onto the CPU and the finished net is moved: a device that is
     # not available then fails as such, not as an unreadable file.
+    try:
+        net, config = _network_from(weights)
+    except CellsegError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - untrusted bytes: any failure is the file's
+        raise InputError(f"not a usable checkpoint ({_first_line(exc)})", weights) from exc
+    net.to(device).eval()
+    config = {**config, **net.architecture(), "weights": weights.name}
+    logger.info(
+        "loaded %s: nbase %s, nout %d, diam_mean %.3g, diam_labels %.3g",
+        weights,
+        config["nbase"],
+        config["nout"],
+        config["diam_mean"],
+        config["diam_labels"],
+    )
+    return net, config
+
+
+def _first_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` of an exception, for one-line reports."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def _network_from(weights: Path) -> tuple[CellposeUNet, dict[str, Any]]:
+    """The network (on the CPU) and config of a weights file; see :func:`load_checkpoint`."""
     state = _as_state_dict(_read_raw(weights, torch.device("cpu")), weights)
     arch = infer_architecture(state, weights)
     bad = next(
@@ -317,16 +377,6 @@ def load_checkpoint(
             raise InputError(
                 f"{key} in the state dict is {value}, not a positive diameter", weights
             )
-    net.to(device).eval()
-    config = {**config, **net.architecture(), "weights": weights.name}
-    logger.info(
-        "loaded %s: nbase %s, nout %d, diam_mean %.3g, diam_labels %.3g",
-        weights,
-        config["nbase"],
-        config["nout"],
-        config["diam_mean"],
-        config["diam_labels"],
-    )
     return net, config
 
 

@@ -8,10 +8,13 @@ import shutil
 from pathlib import Path
 
 from cellseg_bridge.errors import InputError
+from cellseg_bridge.io.paths import missing_reason
 from cellseg_bridge.nn.checkpoint import FORMAT
+from cellseg_bridge.nn.size_model import load_size_model
 from cellseg_bridge.nn.store import (
     WEIGHT_SUFFIXES,
     building_model,
+    bundled_models_dir,
     cache_dir,
     check_name,
     copy_hashing,
@@ -62,15 +65,23 @@ def import_model(
     Raises
     ------
     InputError
-        If the file is missing or not a loadable checkpoint, the name is
-        invalid, or the model exists and ``overwrite`` is False.
+        If the file is missing or not a loadable checkpoint, its size model
+        does not load safely (e.g. pickles objects), the name is invalid or is
+        a bundled model's (which would always win the lookup: refused even with
+        ``overwrite``), or the model exists and ``overwrite`` is False.
     """
     src = Path(path).expanduser()
     if not src.exists():
-        raise InputError("checkpoint not found", src)
+        raise InputError(missing_reason(src, "checkpoint"), src)
     loaded = validated(src)
     weights = src / loaded["weights"] if src.is_dir() else src
     name = check_name(name if name is not None else _default_name(src, weights))
+    if (bundled_models_dir() / name).exists():
+        raise InputError(
+            f"{name!r} is the name of a bundled model, which is looked up first: an imported "
+            f"{name!r} would never be used; choose another --name",
+            src,
+        )
     cache = cache_dir()
     dest = cache / name
     if (dest.exists() or dest.is_symlink()) and not overwrite:
@@ -80,6 +91,15 @@ def import_model(
             dest,
         )
     size = size_model_path(src)
+    if size is not None:
+        try:
+            load_size_model(size)
+        except InputError as exc:
+            raise InputError(
+                f"refused: the size model beside the weights cannot be loaded safely ({exc.reason}); "
+                "nothing imported (fix or remove it and import again)",
+                size,
+            ) from exc
     with building_model(cache, name, dest, overwrite) as (build, config):
         digest = copy_hashing(weights, build / weights.name)
         config.update({"format": FORMAT, "channels": None, "provenance": {}, **loaded})

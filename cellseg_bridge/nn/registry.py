@@ -38,12 +38,14 @@ from typing import Any
 
 from cellseg_bridge.config import MODELS_DIR_ENV
 from cellseg_bridge.errors import InputError
+from cellseg_bridge.io.paths import missing_reason
 from cellseg_bridge.nn.checkpoint import CONFIG_NAME
 from cellseg_bridge.nn.download import download_model
 from cellseg_bridge.nn.model_import import import_model
 from cellseg_bridge.nn.store import (
     SIZE_MODEL_NAME,
     WEIGHT_SUFFIXES,
+    bundled_models_dir,
     cache_dir,
     folder_weights,
     read_json,
@@ -109,11 +111,6 @@ class ModelInfo:
 
 
 # --------------------------------------------------------------------------- places
-
-
-def bundled_models_dir() -> Path:
-    """Folder of the models shipped with the package (``cellseg_bridge/models``)."""
-    return Path(__file__).resolve().parents[1] / "models"
 
 
 def cellpose_models_dir() -> Path:
@@ -224,7 +221,7 @@ def resolve_model(name_or_path: str | os.PathLike) -> Path:
     path = Path(text).expanduser()
     if isinstance(name_or_path, os.PathLike) or _looks_like_path(text):
         if not path.exists():
-            raise InputError("model file or folder not found", path)
+            raise InputError(missing_reason(path, "model file or folder"), path)
         return path
     if path.is_file() or (path.is_dir() and (path / CONFIG_NAME).is_file()):
         logger.info("model %r: using the local path %s", text, path.resolve())

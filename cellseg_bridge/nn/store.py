@@ -34,6 +34,10 @@ WEIGHT_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors", ".bin")
 
 CHUNK = 1 << 20
 
+def bundled_models_dir() -> Path:
+    """Folder of the models shipped with the package (``cellseg_bridge/models``)."""
+    return Path(__file__).resolve().parents[1] / "models"
+
 def cache_dir() -> Path:
     """The model cache (:func:`cellseg_bridge.config.models_dir`), ``~`` expanded."""
     return Path(models_dir()).expanduser()
@@ -157,17 +161,11 @@ def building_model(cache: Path, name: str, dest: Path, overwrite: bool) -> Itera
 def validated(path: Path) -> dict[str, Any]:
     """Load ``path`` as a checkpoint (CPU) and return its config; any failure is an InputError.
 
-    Files given to import and download are untrusted: besides the InputErrors of
-    :func:`load_checkpoint`, torch's unpickler may raise other exceptions on
-    garbage (e.g. IndexError); they are reported, not propagated.
+    Files given to import and download are untrusted: :func:`load_checkpoint`
+    turns every failure to read them (whatever torch raises on garbage) into an
+    InputError naming the file.
     """
-    try:
-        return load_checkpoint(path, "cpu")[1]
-    except InputError:
-        raise
-    except Exception as exc:  # noqa: BLE001 (untrusted bytes: anything may go wrong)
-        reason = f"{type(exc).__name__}: {exc}"
-        raise InputError(f"not a PyTorch checkpoint or corrupt ({reason})", path) from exc
+    return load_checkpoint(path, "cpu")[1]
 
 def size_model_path(checkpoint: str | os.PathLike) -> Path | None:
     """The size model belonging to a checkpoint, or None.

@@ -46,9 +46,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cellseg_bridge.config import TrainOptions
+from cellseg_bridge.config import DEFAULTS, TrainOptions
 from cellseg_bridge.core.augment import random_affine, warp_sample
+from cellseg_bridge.errors import InputError
 from cellseg_bridge.io.atomic import atomic_output
+from cellseg_bridge.io.paths import check_output
 from cellseg_bridge.nn.checkpoint import save_checkpoint
 from cellseg_bridge.nn.precision import autocast
 from cellseg_bridge.training.data import TrainSample
@@ -312,6 +314,29 @@ def _finalise(run: TrainingRun, epoch: int, stopped: str, t0: float) -> TrainRes
 # --------------------------------------------------------------------------- train
 
 
+def _refuse_pretrained_as_output(out_dir: Path, pretrained: str | None) -> None:
+    """Refuse an ``out_dir`` whose weights, config or size model would replace the pretrained model's files.
+
+    Checked before the first epoch, so that fine-tuning ``--pretrained runs/a/weights.pth
+    --out runs/a`` fails at once instead of replacing its own input at the end.
+    """
+    if not pretrained:
+        return
+    from cellseg_bridge.nn.checkpoint import config_path_for
+    from cellseg_bridge.nn.registry import resolve_model, size_model_path
+
+    weights = resolve_model(pretrained)
+    inputs = [weights, config_path_for(weights), size_model_path(weights)]
+    if weights.is_dir():
+        inputs += [p for p in weights.iterdir() if p.is_file()]
+    for name in (WEIGHTS_NAME, "config.json", SIZE_MODEL_NAME):
+        try:
+            check_output(out_dir / name, inputs, overwrite=True)
+        except InputError as exc:
+            raise InputError(f"{exc.reason}: --out must not be the folder of the --pretrained model",
+                             out_dir / name) from exc
+
+
 def train(
     train_data: Any,
     out_dir: str | Path,
@@ -368,6 +393,7 @@ def train(
     KeyboardInterrupt
         Re-raised after writing a resumable checkpoint.
     """
+    _refuse_pretrained_as_output(Path(out_dir), options.get("pretrained", DEFAULTS.train.pretrained))
     run = setup_run(train_data, out_dir, val_data, resume, axes, masks_dir, flow_cache, options)
     epoch, stopped, t0 = _run_epochs(run, progress)
     return _finalise(run, epoch, stopped, t0)

@@ -60,12 +60,16 @@ def test_stack_labels_get_z_positions_and_come_back(tmp_path):
             assert len(np.unique(back[z][stack[z] == lab])) == 1
 
 
-def test_rewriting_a_zip_replaces_it(tmp_path):
+def test_rewriting_a_zip_needs_overwrite_and_then_replaces_it(tmp_path):
     masks = SAMPLE / "nuclei_01_masks.ome.tif"
     zip_path = tmp_path / "RoiSet.zip"
     with zipfile.ZipFile(zip_path, "w") as zf:
         zf.writestr("old.roi", b"stale")
+    before = zip_path.read_bytes()
     result = CliRunner().invoke(main, ["rois", "to-zip", str(masks), "--out", str(zip_path)])
+    assert result.exit_code == 1 and "--overwrite" in result.output and "RoiSet.zip" in result.output
+    assert zip_path.read_bytes() == before
+    result = CliRunner().invoke(main, ["rois", "to-zip", str(masks), "--out", str(zip_path), "--overwrite"])
     assert result.exit_code == 0, result.output
     names = zipfile.ZipFile(zip_path).namelist()
     assert "old.roi" not in names and len(names) == open_image(masks).values.max()

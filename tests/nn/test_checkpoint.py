@@ -209,10 +209,9 @@ def test_pickled_objects_are_refused_not_executed(tmp_path: Path, kind: str) -> 
         path.write_bytes(pickle.dumps({"x": evil}, protocol=4))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # torch warns about the pickle protocol
-        if kind == "evil_pickle4":
-            _assert_input_error(path, "not a PyTorch checkpoint or corrupt")
-        else:
-            _assert_input_error(path, r"refused to load: the file pickles Python objects \(.+\)")
+        error = _assert_input_error(path, r"refused: this file pickles Python objects \(.+\)")
+    if kind.startswith("evil"):  # a global it would have called is named (protocol 2: getattr)
+        assert "getattr" in str(error) or "pathlib" in str(error)
     assert not marker.exists()
 
 

@@ -247,7 +247,8 @@ def test_size_model_path_conventions(tmp_path: Path) -> None:
 
 def test_import_copies_validated_model(places: dict[str, Path], tmp_path: Path) -> None:
     src = _bare(tmp_path / "incoming" / "my_nuclei.pth")
-    (src.parent / "my_nuclei.pth_size.npy").write_bytes(b"size params")
+    size_params = {"A": np.ones(4), "smean": np.zeros(4), "diam_mean": 17.0, "ymean": 0.1}
+    np.save(src.parent / "my_nuclei.pth_size.npy", size_params, allow_pickle=True)  # Cellpose's layout
     dest = import_model(src)
     assert dest == places["cache"] / "my_nuclei"
     assert _leftovers(places["cache"]) == ["my_nuclei"]  # no temporary folders left

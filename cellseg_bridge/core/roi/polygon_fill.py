@@ -6,6 +6,7 @@ The filling rules are described in :mod:`cellseg_bridge.core.roi.rasterize`.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numba
 import numpy as np
@@ -97,12 +98,21 @@ def _edge_table_float(xf, yf, x_offset, y_offset):
     return ex[:m], ey1[:m], ey2[:m], slope[:m]
 
 
+#: Above this many edge-row steps, edges are moved to the first visible row in one
+#: multiplication instead of ImageJ's row-by-row additions (see :func:`fill_polygon`).
+EXACT_ADVANCE_LIMIT = 200_000_000
+
+
 @numba.njit(cache=True)
-def _scan_fill(ex, ey1, ey2, slope, width, height):
-    """Scan-line fill of an edge table (even-odd), ImageJ's active-edge bookkeeping."""
-    mask = np.zeros((height, width), np.bool_)
+def _scan_fill(ex, ey1, ey2, slope, width, height, wx0, wy0, wx1, wy1, exact_limit):
+    """Scan-line fill of an edge table (even-odd), ImageJ's active-edge bookkeeping.
+
+    Only the window ``[wy0, wy1) x [wx0, wx1)`` of the ``(height, width)`` mask is
+    allocated and filled; the window must lie inside the mask.
+    """
+    mask = np.zeros((wy1 - wy0, wx1 - wx0), np.bool_)
     m = ex.shape[0]
-    if m == 0:
+    if m == 0 or wy1 <= wy0 or wx1 <= wx0:
         return mask
     ex = ex.copy()
     y_min = ey1.min()
@@ -114,8 +124,27 @@ def _scan_fill(ex, ey1, ey2, slope, width, height):
             if ey1[e] < y_start and ey2[e] >= y_start:
                 ex[e] += slope[e] * (y_start - ey1[e])
                 active[e] = True
+    first = y_start
+    if wy0 > y_start:  # rows above the window: advance the edges without filling
+        work = 0
+        for e in range(m):
+            begin = ey1[e] if ey1[e] > y_start else y_start
+            end = ey2[e] if ey2[e] < wy0 else wy0
+            if end > begin:
+                work += end - begin
+        for e in range(m):
+            begin = ey1[e] if ey1[e] > y_start else y_start
+            end = ey2[e] if ey2[e] < wy0 else wy0
+            if end > begin:
+                if work <= exact_limit:  # ImageJ's repeated addition, so ties round alike
+                    for _ in range(end - begin):
+                        ex[e] = ex[e] + slope[e]
+                else:
+                    ex[e] += slope[e] * (end - begin)
+            active[e] = begin < wy0 and ey2[e] >= wy0
+        first = wy0
     xs = np.empty(m, np.float64)
-    for yy in range(y_start, min(height, y_max + 1)):
+    for yy in range(first, min(height, wy1, y_max + 1)):
         for e in range(m):
             if active[e] and (yy < ey1[e] or yy >= ey2[e]):
                 active[e] = False
@@ -130,15 +159,45 @@ def _scan_fill(ex, ey1, ey2, slope, width, height):
             row = np.sort(xs[:k])
             for i in range(0, k - 1, 2):
                 x1 = _java_int(row[i] + 0.5)
-                x1 = min(max(x1, 0), width)
+                x1 = min(max(x1, wx0), wx1)
                 x2 = _java_int(row[i + 1] + 0.5)
-                x2 = min(max(x2, 0), width)
+                x2 = min(max(x2, wx0), wx1)
                 for xx in range(x1, x2):
-                    mask[yy, xx] = True
+                    mask[yy - wy0, xx - wx0] = True
         for e in range(m):
             if active[e]:
                 ex[e] = ex[e] + slope[e]
     return mask
+
+
+def image_window(
+    origin: tuple[int, int], size: tuple[int, int], clip: tuple[int, int] | None
+) -> tuple[int, int, int, int]:
+    """The part of a local mask that lies on an image, in the mask's own coordinates.
+
+    Parameters
+    ----------
+    origin : (int, int)
+        ``(x0, y0)``: image coordinates of the local mask's pixel (0, 0).
+    size : (int, int)
+        ``(width, height)`` of the local mask.
+    clip : (height, width) or None
+        Image size; None: the whole local mask.
+
+    Returns
+    -------
+    (wx0, wy0, wx1, wy1)
+        Column and row ranges ``[wx0, wx1) x [wy0, wy1)``, empty (``wx1 <= wx0`` or
+        ``wy1 <= wy0``) when the mask misses the image.
+    """
+    width, height = int(size[0]), int(size[1])
+    if clip is None:
+        return 0, 0, max(width, 0), max(height, 0)
+    x0, y0 = int(origin[0]), int(origin[1])
+    wx0, wy0 = max(-x0, 0), max(-y0, 0)
+    wx1 = max(min(int(clip[1]) - x0, width), wx0)
+    wy1 = max(min(int(clip[0]) - y0, height), wy0)
+    return min(wx0, wx1), min(wy0, wy1), wx1, wy1
 
 
 def fill_polygon(
@@ -150,6 +209,7 @@ def fill_polygon(
     x_offset: float = 0.0,
     y_offset: float = 0.0,
     subpixel: bool | None = None,
+    window: tuple[int, int, int, int] | None = None,
 ) -> np.ndarray:
     """Fill a polygon into a ``(height, width)`` mask with ImageJ's ``PolygonFiller``.
 
@@ -165,10 +225,18 @@ def fill_polygon(
         Added (in double precision) to float vertices, like ImageJ's base offset.
     subpixel : bool, optional
         Force the float (True) or integer (False) rules; default from the dtype.
+    window : (x0, y0, x1, y1), optional
+        Fill and return only columns ``[x0, x1)`` and rows ``[y0, y1)`` of the mask
+        (clipped to it), so memory follows the window, not the polygon: a polygon
+        with huge coordinates costs what its part on the image costs. The pixels are
+        those of the full mask, exactly, as long as fewer than
+        :data:`EXACT_ADVANCE_LIMIT` edge-row steps lie above the window (ImageJ
+        advances edges row by row); beyond that the edges are moved to the window's
+        first row in one step, which can move a rounding tie by one pixel.
 
     Returns
     -------
-    ndarray of bool, shape (height, width)
+    ndarray of bool, shape (height, width), or the window's shape
 
     Notes
     -----
@@ -179,8 +247,12 @@ def fill_polygon(
     are set, with crossings evaluated at the row's centre.
     """
     width, height = int(width), int(height)
+    if window is None:
+        window = (0, 0, width, height)
+    wx0, wy0 = max(int(window[0]), 0), max(int(window[1]), 0)
+    wx1, wy1 = max(min(int(window[2]), width), wx0), max(min(int(window[3]), height), wy0)
     if width <= 0 or height <= 0:
-        return np.zeros((max(height, 0), max(width, 0)), bool)
+        return np.zeros((max(wy1 - wy0, 0), max(wx1 - wx0, 0)), bool)
     x = np.asarray(x)
     y = np.asarray(y)
     if x.shape != y.shape or x.ndim != 1:
@@ -188,14 +260,14 @@ def fill_polygon(
     if subpixel is None:
         subpixel = not (np.issubdtype(x.dtype, np.integer) and np.issubdtype(y.dtype, np.integer))
     if x.size == 0:
-        return np.zeros((height, width), bool)
+        return np.zeros((wy1 - wy0, wx1 - wx0), bool)
     if subpixel:
         tables = _edge_table_float(
             x.astype(_F32), y.astype(_F32), float(x_offset), float(y_offset)
         )
     else:
         tables = _edge_table_int(x.astype(np.int64), y.astype(np.int64))
-    return _scan_fill(*tables, width, height)
+    return _scan_fill(*tables, width, height, wx0, wy0, wx1, wy1, EXACT_ADVANCE_LIMIT)
 
 
 def float_polygon_bounds(xf: np.ndarray, yf: np.ndarray) -> tuple[float, float, float, float]:
@@ -229,7 +301,7 @@ def _relative_polygon_bounds(xf: np.ndarray, yf: np.ndarray) -> tuple[int, int, 
 
 
 def polygon_mask(
-    x: np.ndarray, y: np.ndarray, *, subpixel: bool | None = None
+    x: np.ndarray, y: np.ndarray, *, subpixel: bool | None = None, clip: tuple[int, int] | None = None
 ) -> tuple[np.ndarray, tuple[int, int]]:
     """Mask of a ``PolygonRoi`` (polygon, freehand or traced) and its origin.
 
@@ -239,11 +311,14 @@ def polygon_mask(
         Absolute image coordinates of the vertices (integer, or float for sub-pixel ROIs).
     subpixel : bool, optional
         Default: float dtype means sub-pixel.
+    clip : (height, width), optional
+        Image size: only the part of the local mask on the image is computed and
+        returned, its origin moving with it (memory bounded by the image).
 
     Returns
     -------
     mask : ndarray of bool, shape (h, w)
-        The ROI's local mask, the size of its integer bounds.
+        The ROI's local mask, the size of its integer bounds (or its part on the image).
     origin : tuple of int
         ``(x0, y0)``: where the mask's pixel (0, 0) lies in the image.
 
@@ -265,7 +340,7 @@ def polygon_mask(
         yi = y.astype(np.int64)
         x0, y0 = int(xi.min()), int(yi.min())
         w, h = int(xi.max()) - x0, int(yi.max()) - y0
-        return fill_polygon(xi - x0, yi - y0, w, h, subpixel=False), (x0, y0)
+        return fill_on_image(xi - x0, yi - y0, (x0, y0), (w, h), clip, subpixel=False)
     xf = x.astype(_F32)
     yf = y.astype(_F32)
     min_x, min_y, max_x, max_y = float_polygon_bounds(xf, yf)
@@ -276,15 +351,45 @@ def polygon_mask(
     h = math.ceil(by + bh) - y0
     xr = (xf - _F32(bx)).astype(_F32)
     yr = (yf - _F32(by)).astype(_F32)
-    mask = fill_polygon(xr, yr, w, h, x_offset=bx - x0, y_offset=by - y0, subpixel=True)
-    return mask, (x0, y0)
+    return fill_on_image(xr, yr, (x0, y0), (w, h), clip, subpixel=True, x_offset=bx - x0, y_offset=by - y0)
 
 
-def _relative_float_polygon_mask(xf: np.ndarray, yf: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+def fill_on_image(
+    x: np.ndarray, y: np.ndarray, origin: tuple[int, int], size: tuple[int, int],
+    clip: tuple[int, int] | None, **fill: Any,
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """Fill a local polygon of ``size`` (w, h) at ``origin`` (x0, y0), only where it lies on a ``clip`` image.
+
+    Parameters
+    ----------
+    x, y : ndarray
+        Vertices in the local mask's frame.
+    origin, size : (int, int)
+        Where the local mask lies in the image, and its ``(width, height)``.
+    clip : (height, width) or None
+        Image size (None: the whole local mask).
+    **fill
+        Passed to :func:`fill_polygon` (``subpixel``, offsets).
+
+    Returns
+    -------
+    mask : ndarray of bool
+        The local mask's part on the image.
+    origin : (int, int)
+        Image coordinates of that part's pixel (0, 0).
+    """
+    wx0, wy0, wx1, wy1 = image_window(origin, size, clip)
+    mask = fill_polygon(x, y, size[0], size[1], window=(wx0, wy0, wx1, wy1), **fill)
+    return mask, (int(origin[0]) + wx0, int(origin[1]) + wy0)
+
+
+def _relative_float_polygon_mask(
+    xf: np.ndarray, yf: np.ndarray, clip: tuple[int, int] | None = None
+) -> tuple[np.ndarray, tuple[int, int]]:
     """Mask of a float polygon made relative with ``FloatPolygon.getBounds()`` (no offset)."""
     xf = np.asarray(xf, _F32)
     yf = np.asarray(yf, _F32)
     x0, y0, w, h = _relative_polygon_bounds(xf, yf)
     xr = (xf - _F32(x0)).astype(_F32)
     yr = (yf - _F32(y0)).astype(_F32)
-    return fill_polygon(xr, yr, w, h, subpixel=True), (x0, y0)
+    return fill_on_image(xr, yr, (x0, y0), (w, h), clip, subpixel=True)

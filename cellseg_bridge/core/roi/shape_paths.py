@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from cellseg_bridge.core.roi.polygon_fill import fill_polygon
+from cellseg_bridge.core.roi.polygon_fill import fill_on_image
 
 #: Java2D path segment types (``java.awt.geom.PathIterator``), as stored in ImageJ's
 #: composite-ROI float arrays.
@@ -225,7 +225,7 @@ def flatten_path(
 
 
 def shape_mask(
-    path: list[Segment] | np.ndarray, flatness: float = FILL_FLATNESS
+    path: list[Segment] | np.ndarray, flatness: float = FILL_FLATNESS, clip: tuple[int, int] | None = None
 ) -> tuple[np.ndarray, tuple[int, int]]:
     """Mask and origin of a composite shape (``ShapeRoi``).
 
@@ -235,6 +235,9 @@ def shape_mask(
         Segments in absolute image coordinates, or ImageJ's composite float array.
     flatness : float
         Flattening tolerance (ImageJ uses 0.01 for masks).
+    clip : (height, width), optional
+        Image size: compute only the part on the image (see
+        :func:`~cellseg_bridge.core.roi.polygon_fill.polygon_mask`).
     """
     if isinstance(path, np.ndarray):
         path = parse_shape_array(path)
@@ -242,13 +245,13 @@ def shape_mask(
     x0, y0, w, h = _path_bounds(path)
     rel = _to_f32_path(path, -x0, -y0)
     xf, yf = flatten_path(rel, flatness)
-    return fill_polygon(xf, yf, w, h, subpixel=True), (x0, y0)
+    return fill_on_image(xf, yf, (x0, y0), (w, h), clip, subpixel=True)
 
 
 def rounded_rect_mask(
-    x: int, y: int, width: int, height: int, arc: int
+    x: int, y: int, width: int, height: int, arc: int, clip: tuple[int, int] | None = None
 ) -> tuple[np.ndarray, tuple[int, int]]:
-    """Mask and origin of a rectangle ROI with rounded corners (corner diameter ``arc``)."""
+    """Mask and origin of a rectangle ROI with rounded corners (corner diameter ``arc``; ``clip``: see :func:`shape_mask`)."""
     # ShapeRoi(Shape): bounds from the RoundRectangle2D itself (integers here), then the
     # path is translated to them in double and stored as float.
     x0, y0 = math.floor(float(x)), math.floor(float(y))
@@ -256,4 +259,4 @@ def rounded_rect_mask(
     h = math.ceil(float(y) + float(height)) - y0
     rel = _to_f32_path(rounded_rect_path(x, y, width, height, arc), -x0, -y0)
     xf, yf = flatten_path(rel, FILL_FLATNESS)
-    return fill_polygon(xf, yf, w, h, subpixel=True), (x0, y0)
+    return fill_on_image(xf, yf, (x0, y0), (w, h), clip, subpixel=True)

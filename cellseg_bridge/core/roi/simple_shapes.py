@@ -81,10 +81,10 @@ def ellipse_polygon(
 
 
 def ellipse_mask(
-    x1: float, y1: float, x2: float, y2: float, aspect_ratio: float
+    x1: float, y1: float, x2: float, y2: float, aspect_ratio: float, clip: tuple[int, int] | None = None
 ) -> tuple[np.ndarray, tuple[int, int]]:
-    """Mask and origin of an ``EllipseRoi`` (see :func:`ellipse_polygon`)."""
-    return _relative_float_polygon_mask(*ellipse_polygon(x1, y1, x2, y2, aspect_ratio))
+    """Mask and origin of an ``EllipseRoi`` (see :func:`ellipse_polygon`); ``clip``: see :func:`polygon_mask`."""
+    return _relative_float_polygon_mask(*ellipse_polygon(x1, y1, x2, y2, aspect_ratio), clip=clip)
 
 
 def rotated_rect_polygon(
@@ -113,7 +113,7 @@ def rotated_rect_polygon(
 
 
 def rotated_rect_mask(
-    x1: float, y1: float, x2: float, y2: float, rect_width: float
+    x1: float, y1: float, x2: float, y2: float, rect_width: float, clip: tuple[int, int] | None = None
 ) -> tuple[np.ndarray, tuple[int, int]]:
-    """Mask and origin of a ``RotatedRectRoi`` (see :func:`rotated_rect_polygon`)."""
-    return _relative_float_polygon_mask(*rotated_rect_polygon(x1, y1, x2, y2, rect_width))
+    """Mask and origin of a ``RotatedRectRoi`` (see :func:`rotated_rect_polygon`); ``clip``: see :func:`polygon_mask`."""
+    return _relative_float_polygon_mask(*rotated_rect_polygon(x1, y1, x2, y2, rect_width), clip=clip)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -9,6 +10,11 @@ import numpy as np
 from cellseg_bridge.core.roi.polygon_fill import float_polygon_bounds, polygon_mask
 
 _F32 = np.float32
+logger = logging.getLogger(__name__)
+#: Most points a spline is sampled at. ImageJ samples ``perimeter / 2`` points; a ROI with a
+#: perimeter above 2e6 px (far beyond any image: ImageJ could not rasterise it, it allocates the
+#: whole mask) would otherwise cost gigabytes of points and edges. Below it, pixels are ImageJ's.
+MAX_SPLINE_POINTS = 1_000_000
 
 
 def _closed_perimeter(xr: np.ndarray, yr: np.ndarray) -> float:
@@ -69,21 +75,24 @@ class _PeriodicSpline:
         self._vd = vd
         self._second = second
 
-    def __call__(self, x: float) -> float:
-        td, vd, y2 = self._td, self._vd, self._second
-        lo, hi = 0, len(td) - 1
-        while hi - lo > 1:
-            k = (hi + lo) >> 1
-            if td[k] > x:
-                hi = k
-            else:
-                lo = k
-        h = float(_F32(self._t[hi] - self._t[lo]))
-        if h == 0.0:
-            return 0.0
-        a = (td[hi] - x) / h
-        b = (x - td[lo]) / h
-        return a * vd[lo] + b * vd[hi] + ((a * a * a - a) * y2[lo] + (b * b * b - b) * y2[hi]) * (h * h) / 6.0
+    def __call__(self, xs: np.ndarray) -> np.ndarray:
+        """Values at parameters ``xs``: ImageJ's evaluation in double precision, for all points at once.
+
+        The interval of each parameter is the last node at or below it; a zero-length
+        interval gives 0, as in ImageJ.
+        """
+        td = np.asarray(self._td, np.float64)
+        vd = np.asarray(self._vd, np.float64)
+        y2 = np.asarray(self._second, np.float64)
+        xs = np.asarray(xs, np.float64)
+        lo = np.clip(np.searchsorted(td, xs, side="right") - 1, 0, td.size - 2)
+        hi = lo + 1
+        h = (self._t[hi] - self._t[lo]).astype(np.float64)  # float32 difference, as __call__ takes it
+        with np.errstate(divide="ignore", invalid="ignore"):
+            a = (td[hi] - xs) / h
+            b = (xs - td[lo]) / h
+            out = a * vd[lo] + b * vd[hi] + ((a * a * a - a) * y2[lo] + (b * b * b - b) * y2[hi]) * (h * h) / 6.0
+        return np.where(h == 0.0, 0.0, out)
 
 
 def spline_fit_polygon(
@@ -128,6 +137,10 @@ def spline_fit_polygon(
     n = xr.size
     if n_points is None:
         n_points = max(100, int(_closed_perimeter(xr, yr) / 2.0))
+        if n_points > MAX_SPLINE_POINTS:  # a ROI far larger than any image (see the constant)
+            logger.warning("spline-fitted ROI with a perimeter of %.3g px: sampled at %d points, not %d",
+                           2.0 * n_points, MAX_SPLINE_POINTS, n_points)
+            n_points = MAX_SPLINE_POINTS
     # node parameter: cumulative sqrt of segment lengths (all in float32), closing node last
     t = np.zeros(n + 1, _F32)
     total = _F32(0.0)
@@ -149,14 +162,15 @@ def spline_fit_polygon(
     fx = _PeriodicSpline(t, xn)
     fy = _PeriodicSpline(t, yn)
     step_t = float(total) / (n_points - 1)
-    xs = np.array([fx(i * step_t) for i in range(n_points)], np.float64).astype(_F32)
-    ys = np.array([fy(i * step_t) for i in range(n_points)], np.float64).astype(_F32)
+    params = np.arange(n_points, dtype=np.float64) * step_t  # i * step_t, as ImageJ computes it
+    xs = fx(params).astype(_F32)
+    ys = fy(params).astype(_F32)
     return (xs + _F32(bx)).astype(_F32), (ys + _F32(by)).astype(_F32)
 
 
 def spline_polygon_mask(
-    x: np.ndarray, y: np.ndarray, *, subpixel: bool | None = None
+    x: np.ndarray, y: np.ndarray, *, subpixel: bool | None = None, clip: tuple[int, int] | None = None
 ) -> tuple[np.ndarray, tuple[int, int]]:
-    """Mask and origin of a spline-fitted polygon ROI (see :func:`spline_fit_polygon`)."""
+    """Mask and origin of a spline-fitted polygon ROI (see :func:`spline_fit_polygon`; ``clip``: :func:`polygon_mask`)."""
     xs, ys = spline_fit_polygon(x, y, subpixel=subpixel)
-    return polygon_mask(xs, ys, subpixel=True)
+    return polygon_mask(xs, ys, subpixel=True, clip=clip)

@@ -126,11 +126,21 @@ def _with_fallback(reader: str | None, path: Path, call: Callable[[ModuleType], 
         return result
 
 
+def _check_structure(path: Path, fmt: str) -> None:
+    """Checks of the file's structure that no backend makes before reading pixels (truncated CZI)."""
+    if fmt == "CZI" and path.is_file():
+        from cellseg_bridge.io._backends.czi import check_czi
+
+        check_czi(path)
+
+
 def scene_names(path: Path, fmt: str, reader: str | None = None) -> list[str]:
     """Scene names of ``path`` through the chosen backend (see the module docstring)."""
+    _check_structure(path, fmt)
     return _with_fallback(reader, path, lambda module: module.scene_names(path, fmt))
 
 
 def open_scene(path: Path, fmt: str, scene: int | str | None, axes: str | None, reader: str | None = None) -> _Image:
     """One scene of ``path`` through the chosen backend (see the module docstring)."""
+    _check_structure(path, fmt)
     return _with_fallback(reader, path, lambda module: module.open_scene(path, fmt, scene, axes))

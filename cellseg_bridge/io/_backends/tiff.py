@@ -93,6 +93,7 @@ def _inspect_tiff(path: Path) -> _TiffInfo:
                     ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts) if n]
                     if ends and max(ends) > file_size:
                         raise InputError("truncated TIFF: pixel data extend past the end of the file", path)
+                    _check_declared_size(page, path)
                 series.append(_TiffSeriesInfo(tuple(int(n) for n in s.shape), np.dtype(s.dtype), str(s.axes)))
             info = _TiffInfo(is_ome=bool(tif.is_ome), is_imagej=bool(tif.is_imagej), series=series)
     except tifffile.TiffFileError as exc:
@@ -106,6 +107,51 @@ def _inspect_tiff(path: Path) -> _TiffInfo:
     if not info.series:
         raise InputError("TIFF file holds no image", path)
     return info
+
+
+#: Largest decoded/encoded size ratio of a codec, where one exists (deflate: 1032:1;
+#: LZW: 12-bit codes of at most 4094 bytes; PackBits: 128 bytes from 2).
+_MAX_RATIO = {8: 1100, 32946: 1100, 5: 3000, 32773: 70}
+
+
+def _check_declared_size(page: Any, path: Path) -> None:
+    """Refuse a page whose header declares more pixels than its data can hold, or than memory allows.
+
+    A 200-byte file can declare 100000 x 100000 pixels; tifffile then fails deep
+    inside (an IndexError for missing tiles, a reshape error for strips) or asks
+    for the whole buffer. Checked before any pixel is read: the number of strips or
+    tiles the size needs, the bytes an uncompressed page needs, the bytes a
+    deflate/LZW/PackBits page can decode to at most, and the size of one decoded
+    strip or tile against the memory budget.
+    """
+    from cellseg_bridge.io.memory import check_allocation, format_bytes
+
+    key = getattr(page, "keyframe", None) or page  # a TiffFrame's tags live on its key page
+    shape = tuple(int(n) for n in key.shape)
+    declared = int(np.prod(shape, dtype=np.float64)) * np.dtype(key.dtype).itemsize
+    stored = int(sum(page.databytecounts))
+    size = " x ".join(str(n) for n in shape)
+    claim = f"the TIFF header declares {size} pixels ({format_bytes(declared)})"
+    needed = int(np.prod(key.chunked, dtype=np.float64))
+    if declared and len(page.dataoffsets) < needed:
+        kind = "tiles" if key.is_tiled else "strips"
+        raise InputError(
+            f"damaged or crafted TIFF: {claim} in {needed} {kind}, but lists only {len(page.dataoffsets)}", path
+        )
+    compression = int(key.compression)
+    bits = int(getattr(key, "bitspersample", 8) or 8)
+    if compression == 1 and bits % 8 == 0:
+        limit = declared
+    elif compression in _MAX_RATIO:
+        limit = declared // _MAX_RATIO[compression]
+    else:
+        limit = 0
+    if stored < limit:
+        raise InputError(
+            f"damaged or crafted TIFF: {claim} but holds only {format_bytes(stored)} of pixel data", path
+        )
+    chunk = int(np.prod(key.chunks, dtype=np.float64)) * np.dtype(key.dtype).itemsize
+    check_allocation(chunk, f"one {'tile' if key.is_tiled else 'strip'} of this TIFF", path)
 
 
 class _TiffSeriesArray:
