@@ -85,8 +85,10 @@ def test_package_content_and_torchscript_gives_our_flows(package: Path) -> None:
 def test_import_restores_the_model_and_its_masks_path(package: Path, cache: Path) -> None:
     from cellseg_bridge.segmentation.pipeline import load_model, segment
 
-    dest = import_bioimageio(package)
-    assert dest == cache / "nuclei" and (dest / "size_model.npz").is_file()
+    with pytest.raises(InputError, match="bundled model"):  # the package's own name is taken by the bundled one
+        import_bioimageio(package)
+    dest = import_bioimageio(package, "nuclei_bmz")
+    assert dest == cache / "nuclei_bmz" and (dest / "size_model.npz").is_file()
     imported, config = load_checkpoint(dest, "cpu")
     original, orig_config = load_checkpoint(resolve_model("nuclei"), "cpu")
     for key, value in original.state_dict().items():
@@ -96,7 +98,7 @@ def test_import_restores_the_model_and_its_masks_path(package: Path, cache: Path
     labels = segment(_small_image(), load_model(str(dest), device="cpu"), diameter=17.0).labels
     assert labels.max() >= 3  # the masks path runs on the imported model (same weights as nuclei, above)
     with pytest.raises(InputError, match="already exists"):
-        import_bioimageio(package)
+        import_bioimageio(package, "nuclei_bmz")
 
 
 def _repack(src: Path, dst: Path, edit) -> Path:
