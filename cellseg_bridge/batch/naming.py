@@ -33,6 +33,27 @@ log = logging.getLogger(__name__)
 
 _MAX_SCENE_CHARS = 60
 
+#: ``segment``'s output suffix of every kind of output, appended to the scene's base name.
+SEGMENT_SUFFIXES = {
+    "labels": "_labels.ome.tif",
+    "rois": "_RoiSet.zip",
+    "csv": "_cells.csv",
+    "overlay": "_overlay.png",
+    "seg_npy": "_seg.npy",
+    "flows": "_flows.ome.tif",
+}
+#: ``segment``'s outputs of a plane segmented in chunks.
+LARGE_SEGMENT_SUFFIXES = {"labels_zarr": "_labels.ome.zarr", "labels": "_labels.ome.tif"}
+
+
+def segment_output_endings() -> tuple[str, ...]:
+    """Name endings of every output ``segment`` writes: files so named are never inputs of folders or patterns.
+
+    So ``cellseg segment . --out .`` does not segment its own labels, flows or
+    overlays when it runs again (a file named explicitly is still taken).
+    """
+    return tuple(dict.fromkeys([*SEGMENT_SUFFIXES.values(), *LARGE_SEGMENT_SUFFIXES.values()]))
+
 
 def file_stem(path: Path) -> str:
     """Return the name without its extension; ``.ome.tif(f)`` counts as one extension."""

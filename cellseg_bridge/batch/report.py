@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SUMMARY_KEYS", "BatchReport", "ItemRecord", "append_manifest", "read_manifest"]
+__all__ = ["SUMMARY_KEYS", "BatchInterrupted", "BatchReport", "ItemRecord", "append_manifest", "read_manifest",
+           "recorded_task"]
 
 #: The facts of a segmentation that every item of the JSON report carries at its top level.
 SUMMARY_KEYS = ("n_cells", "diameter", "model_choice")
@@ -198,6 +199,47 @@ class BatchReport:
             "manifest": str(self.manifest) if self.manifest else None,
             "seconds": self.seconds,
         }
+
+
+class BatchInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a batch, with the report of what was done until then (``report``).
+
+    Parameters
+    ----------
+    report : BatchReport
+        The items finished (written, skipped, failed) before the interruption.
+    """
+
+    def __init__(self, report: BatchReport) -> None:
+        super().__init__("interrupted")
+        self.report = report
+
+
+def recorded_task(task: Any, manifest: Path, item: Any) -> Any:
+    """Run ``task(item)`` and append the finished item to the manifest at once, where it ran.
+
+    On a cluster the worker records the item, so the manifest holds every item
+    finished even when the process that collects the results is killed first.
+
+    Parameters
+    ----------
+    task : callable
+        ``task(item) -> dict or None``.
+    manifest : Path
+        The JSON-lines manifest.
+    item : WorkItem
+        The item.
+    """
+    import socket
+    import time as _time
+
+    tic = _time.perf_counter()
+    result = task(item)
+    append_manifest(manifest, ItemRecord(
+        input=str(item.source), scene=item.key, scene_name=item.scene_name, item=item.name, status="done",
+        outputs=item.output_map(), seconds=_time.perf_counter() - tic, worker=f"{socket.gethostname()}:{os.getpid()}",
+        result=dict(result) if isinstance(result, dict) else {}))
+    return result
 
 
 def append_manifest(manifest: Path, record: ItemRecord) -> None:

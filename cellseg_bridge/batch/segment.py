@@ -55,7 +55,14 @@ from pathlib import Path
 from typing import Any
 
 from cellseg_bridge.batch.items import WorkItem
-from cellseg_bridge.batch.naming import open_scene, scene_items, select_scene
+from cellseg_bridge.batch.naming import (
+    LARGE_SEGMENT_SUFFIXES,
+    SEGMENT_SUFFIXES,
+    open_scene,
+    scene_items,
+    segment_output_endings,
+    select_scene,
+)
 from cellseg_bridge.batch.report import BatchReport
 from cellseg_bridge.batch.runner import expand_inputs, plan_inputs, run_items
 from cellseg_bridge.batch.segment_job import ModelOnce, segment_item, segment_large_task, segment_task
@@ -74,14 +81,7 @@ __all__ = [
 ]
 
 #: Output suffix of every kind of output, appended to the scene's base name.
-OUTPUT_SUFFIXES = {
-    "labels": "_labels.ome.tif",
-    "rois": "_RoiSet.zip",
-    "csv": "_cells.csv",
-    "overlay": "_overlay.png",
-    "seg_npy": "_seg.npy",
-    "flows": "_flows.ome.tif",
-}
+OUTPUT_SUFFIXES = SEGMENT_SUFFIXES
 #: Kinds that ``outputs`` may name (``seg_npy`` and ``flows`` have their own switches).
 OUTPUT_KINDS = ("labels", "rois", "csv", "overlay")
 #: What ``cellseg segment`` writes unless told otherwise.
@@ -89,7 +89,7 @@ DEFAULT_OUTPUTS = OUTPUT_KINDS
 
 #: Outputs of a plane segmented in chunks (no ROIs, table or overlay: a whole slide holds
 #: hundreds of thousands of cells).
-LARGE_SUFFIXES = {"labels_zarr": "_labels.ome.zarr", "labels": "_labels.ome.tif"}
+LARGE_SUFFIXES = LARGE_SEGMENT_SUFFIXES
 
 #: The segmentation pipeline, looked up when a batch starts (so that a stand-in module can take its place).
 PIPELINE_MODULE = "cellseg_bridge.segmentation.pipeline"
@@ -230,7 +230,7 @@ def segment_files(
     plan = functools.partial(_plan, out_dir=out_dir, kinds=tuple(kinds), scene=scene, axes=axes,
                              chunked=chunked, threshold=chunked_threshold_pixels, restore=bool(restore))
     items, problems = plan_inputs(inputs, plan, recursive=recursive, suffixes=tuple(SUPPORTED_SUFFIXES),
-                                  exclude=[out_dir])
+                                  exclude=[out_dir], skip_endings=segment_output_endings())
     report = BatchReport(model=str(model) if isinstance(model, (str, Path)) else type(model).__name__)
     with executor_for(client, workers, scheduler) as executor:
         if executor.in_process:
@@ -317,7 +317,8 @@ def has_large_planes(
 
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
-    files, _ = expand_inputs(inputs, recursive=recursive, suffixes=tuple(SUPPORTED_SUFFIXES))
+    files, _ = expand_inputs(inputs, recursive=recursive, suffixes=tuple(SUPPORTED_SUFFIXES),
+                             skip_endings=segment_output_endings())
     for source in files:
         try:
             scenes = [str(s) for s in list_scenes(source)]
