@@ -42,17 +42,22 @@ def train(ctx: click.Context, folder: Path | None, data_specs: tuple[str, ...], 
     except CellsegError as exc:
         raise click.BadParameter(str(exc), param_hint="--data") from None
     data: Any = sources[0].data if len(sources) == 1 else sources
-    options = collect(TrainOptions, params)
+    options = collect(TrainOptions, params).as_dict()
+    if resume:  # the checkpoint's options, except those given here (which must agree with it)
+        options = {k: v for k, v in options.items()
+                   if ctx.get_parameter_source(k) not in (None, click.core.ParameterSource.DEFAULT)}
     try:
         result = train_api(
             data, out_dir, val_data=val_folder, masks_dir=masks_dir, resume=resume, progress=not is_quiet(ctx),
-            **options.as_dict(),
+            **options,
         )
     except CellsegError as exc:
         raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:
-        again = " ".join(([str(folder)] if folder is not None else []) + [f"--data {s}" for s in data_specs])
-        click.echo(f"interrupted; resume with: cellseg train {again} --out {out_dir} --resume", err=True)
+        again = [str(folder)] if folder is not None else []
+        again += [f"--data {s}" for s in data_specs]
+        again += [f"--masks {masks_dir}"] * (masks_dir is not None) + [f"--val {val_folder}"] * (val_folder is not None)
+        click.echo(f"interrupted; resume with: cellseg train {' '.join(again)} --out {out_dir} --resume", err=True)
         raise SystemExit(130) from None
     last = result.curves[-1] if result.curves else {}
     ap = f", validation AP@0.5 {last['ap50']:.3f}" if last.get("ap50") is not None else ""
