@@ -57,6 +57,7 @@ def segment(ctx: click.Context, inputs: tuple[str, ...], out_dir: Path, save_seg
     several scenes. Scenes whose outputs exist are skipped. Exits with status
     1 when anything failed (the other inputs are still segmented).
     """
+    from cellseg_bridge.batch.report import BatchInterrupted
     from cellseg_bridge.batch.segment import segment_files
 
     options = collect(SegmentOptions, params)
@@ -67,26 +68,31 @@ def segment(ctx: click.Context, inputs: tuple[str, ...], out_dir: Path, save_seg
                if not off]
     if restore_types and chunked:
         raise click.UsageError("--restore cannot be combined with --chunked yet")
-    report = run_api(
-        segment_files,
-        list(inputs),
-        out_dir,
-        options=options,
-        overwrite=overwrite,
-        scene=read.scene,
-        axes=read.axes,
-        outputs=outputs,
-        save_seg_npy=save_seg_npy,
-        save_flows=save_flows,
-        recursive=recursive,
-        quiet=is_quiet(ctx) or as_json,
-        restore=restore_types or None,
-        restore_target=restore_target,
-        workers=dist.workers,
-        scheduler=dist.scheduler,
-        chunked=chunked,
-        chunk_size=dist.chunk_size,
-    )
+    try:
+        report = run_api(
+            segment_files,
+            list(inputs),
+            out_dir,
+            options=options,
+            overwrite=overwrite,
+            scene=read.scene,
+            axes=read.axes,
+            outputs=outputs,
+            save_seg_npy=save_seg_npy,
+            save_flows=save_flows,
+            recursive=recursive,
+            quiet=is_quiet(ctx) or as_json,
+            restore=restore_types or None,
+            restore_target=restore_target,
+            workers=dist.workers,
+            scheduler=dist.scheduler,
+            chunked=chunked,
+            chunk_size=dist.chunk_size,
+        )
+    except BatchInterrupted as exc:  # Ctrl-C: what was done, and exit status 130 as a shell expects
+        click.echo("interrupted: " + exc.report.summary("segmented") + "\noutputs written stay; run the same "
+                   "command again to resume", err=True)
+        ctx.exit(130)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:

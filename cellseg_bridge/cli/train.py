@@ -5,6 +5,7 @@ Every :class:`~cellseg_bridge.config.TrainOptions` field is an option (:mod:`cel
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +55,11 @@ def train(ctx: click.Context, folder: Path | None, data_specs: tuple[str, ...], 
     except CellsegError as exc:
         raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:
-        again = [str(folder)] if folder is not None else []
-        again += [f"--data {s}" for s in data_specs]
-        again += [f"--masks {masks_dir}"] * (masks_dir is not None) + [f"--val {val_folder}"] * (val_folder is not None)
-        click.echo(f"interrupted; resume with: cellseg train {' '.join(again)} --out {out_dir} --resume", err=True)
+        again = ["cellseg", "train"] + ([str(folder)] if folder is not None else [])
+        for flag, value in [("--data", s) for s in data_specs] + [("--masks", masks_dir), ("--val", val_folder)]:
+            again += [flag, str(value)] if value is not None else []
+        again += ["--out", str(out_dir), "--resume"]
+        click.echo(f"interrupted; resume with: {shlex.join(again)}", err=True)
         raise SystemExit(130) from None
     last = result.curves[-1] if result.curves else {}
     ap = f", validation AP@0.5 {last['ap50']:.3f}" if last.get("ap50") is not None else ""
