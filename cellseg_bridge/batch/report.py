@@ -196,7 +196,7 @@ class BatchReport:
             "items": [item.to_dict() for item in self.items],
             "failed": [{"input": source, "reason": reason} for source, reason in self.failed],
             "counts": self.counts(),
-            "manifest": str(self.manifest) if self.manifest else None,
+            "manifest": os.path.abspath(self.manifest) if self.manifest else None,
             "seconds": self.seconds,
         }
 
