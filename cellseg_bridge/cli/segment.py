@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from cellseg_bridge.cli.common import dask_options, help_of, is_quiet, run_api, use_reader
+from cellseg_bridge.cli.common import dask_options, help_of, is_quiet, run_batch_api, use_reader
 from cellseg_bridge.cli.options import collect, options_from
 from cellseg_bridge.config import DEFAULTS, DistributedOptions, ReadOptions, RestoreOptions, SegmentOptions
 
@@ -57,7 +57,6 @@ def segment(ctx: click.Context, inputs: tuple[str, ...], out_dir: Path, save_seg
     several scenes. Scenes whose outputs exist are skipped. Exits with status
     1 when anything failed (the other inputs are still segmented).
     """
-    from cellseg_bridge.batch.report import BatchInterrupted
     from cellseg_bridge.batch.segment import segment_files
 
     options = collect(SegmentOptions, params)
@@ -68,31 +67,28 @@ def segment(ctx: click.Context, inputs: tuple[str, ...], out_dir: Path, save_seg
                if not off]
     if restore_types and chunked:
         raise click.UsageError("--restore cannot be combined with --chunked yet")
-    try:
-        report = run_api(
-            segment_files,
-            list(inputs),
-            out_dir,
-            options=options,
-            overwrite=overwrite,
-            scene=read.scene,
-            axes=read.axes,
-            outputs=outputs,
-            save_seg_npy=save_seg_npy,
-            save_flows=save_flows,
-            recursive=recursive,
-            quiet=is_quiet(ctx) or as_json,
-            restore=restore_types or None,
-            restore_target=restore_target,
-            workers=dist.workers,
-            scheduler=dist.scheduler,
-            chunked=chunked,
-            chunk_size=dist.chunk_size,
-        )
-    except BatchInterrupted as exc:  # Ctrl-C: what was done, and exit status 130 as a shell expects
-        click.echo("interrupted: " + exc.report.summary("segmented") + "\noutputs written stay; run the same "
-                   "command again to resume", err=True)
-        ctx.exit(130)
+    report = run_batch_api(
+        ctx,
+        "segmented",
+        segment_files,
+        list(inputs),
+        out_dir,
+        options=options,
+        overwrite=overwrite,
+        scene=read.scene,
+        axes=read.axes,
+        outputs=outputs,
+        save_seg_npy=save_seg_npy,
+        save_flows=save_flows,
+        recursive=recursive,
+        quiet=is_quiet(ctx) or as_json,
+        restore=restore_types or None,
+        restore_target=restore_target,
+        workers=dist.workers,
+        scheduler=dist.scheduler,
+        chunked=chunked,
+        chunk_size=dist.chunk_size,
+    )
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:

@@ -41,8 +41,11 @@ class Run:
     def __init__(self, args: list[str], cwd: Path, log: Path) -> None:
         self.log = log
         self._fh = open(log, "w")  # noqa: SIM115 - closed in finish()
+        # a shell starts background jobs with SIGINT ignored, and Python keeps an ignored SIGINT:
+        # give the child the default disposition, so that Ctrl-C reaches it as on a terminal
         self.proc = subprocess.Popen([*CLI, *args], cwd=cwd, env=cli_env(), stdout=self._fh,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT,
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
     def signal_when(self, ready: Callable[[], bool], sig: int, timeout: float = 300.0) -> tuple[int, str]:
         """Send ``sig`` as soon as ``ready()``; fail if the process ended first. Returns (exit code, output)."""
