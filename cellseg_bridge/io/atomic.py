@@ -60,11 +60,14 @@ def write_error(path: str | Path, exc: BaseException) -> InputError | None:
     number = getattr(exc, "errno", None)
     if isinstance(exc, OSError) and number in _FULL or (
             isinstance(exc, (OSError, RuntimeError)) and number is None and _SHORT_WRITE.search(str(exc))):
-        return InputError("cannot write: the disk is full (free some space and run again)", path)
-    if isinstance(exc, OSError) and number in _DENIED:
+        error = InputError("cannot write: the disk is full (free some space and run again)", path)
+    elif isinstance(exc, OSError) and number in _DENIED:
         why = "read-only file system" if number == errno.EROFS else "permission denied"
-        return InputError(f"cannot write: the folder is not writable ({why})", path)
-    return None
+        error = InputError(f"cannot write: the folder is not writable ({why})", path)
+    else:
+        return None
+    error.reason = str(error)  # a batch reports the item's input and this reason: keep the output's path in it
+    return error
 
 
 @contextlib.contextmanager
