@@ -1,12 +1,12 @@
 """Atomic file output (write to a temporary file beside the target, then rename) and write failures in words.
 
-- :func:`atomic_output`: one file; :func:`staged_outputs`: several files moved into
-  place together from a hidden staging folder ``.cellseg-staging-<host>-<pid>-*``.
-  Staging folders of processes that died (kill -9) are removed by the next run
-  in that folder (:func:`clean_stale_staging`: only ours, only of dead processes
-  of this host).
+- :func:`atomic_output`: one file (written as ``.<name>.<host>-<pid>-*.part<suffix>``);
+  :func:`staged_outputs`: several files moved into place together from a hidden
+  staging folder ``.cellseg-staging-<host>-<pid>-*``.
 - :func:`check_writable`: is this folder writable (create it, write a probe file)?
-  Commands call it before any work.
+  Commands call it before any work; it also removes the partial files and staging
+  folders that processes killed in the middle of a write (kill -9) left there
+  (:func:`clean_stale_staging`: only ours, only of dead processes of this host).
 - :func:`write_error` / :func:`translating_write_errors`: a full disk, a read-only
   folder or a denied permission while writing becomes one :class:`InputError`
   naming the path (also torch's ``inline_container`` and numpy's "requested and
@@ -123,6 +123,7 @@ def check_writable(folder: str | Path) -> Path:
         finally:
             os.close(fd)
             os.unlink(probe)
+    clean_stale_staging(folder)
     return folder
 
 
@@ -153,7 +154,8 @@ def atomic_output(path: str | Path, suffix: str | None = None) -> Iterator[Path]
         suffix = "".join(path.suffixes)
     with translating_write_errors(path.parent):
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix}", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_host()}-{os.getpid()}-", suffix=f".part{suffix}",
+                                   dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -176,7 +178,7 @@ def staged_outputs(paths: Sequence[Path]) -> Iterator[list[Path]]:
     All outputs of an item share one folder, so one staging folder suffices; on any
     failure nothing is moved and the staging folder is removed. Its name holds this
     host and process id, so a later run removes it if this process is killed
-    (:func:`clean_stale_staging`). A full disk or a folder that is not writable is
+    (:func:`check_writable`). A full disk or a folder that is not writable is
     an :class:`InputError` naming the folder.
     """
     if not paths:
@@ -185,7 +187,6 @@ def staged_outputs(paths: Sequence[Path]) -> Iterator[list[Path]]:
     folder = paths[0].parent
     with translating_write_errors(folder):
         folder.mkdir(parents=True, exist_ok=True)
-        clean_stale_staging(folder)
         stage = Path(tempfile.mkdtemp(prefix=_staging_prefix(), dir=folder))
     try:
         tmps = [stage / p.name for p in paths]
@@ -219,11 +220,12 @@ def _pid_alive(pid: int) -> bool:
 
 
 def clean_stale_staging(folder: str | Path) -> list[Path]:
-    """Remove the staging folders in ``folder`` left by processes of this host that no longer run.
+    """Remove what processes of this host that no longer run left in ``folder`` in the middle of a write.
 
-    Only folders named ``.cellseg-staging-<this host>-<pid>-*`` whose process is
-    dead are removed: never a folder of a live process (a concurrent run, a Dask
-    worker), of another host, or of another name.
+    Only staging folders ``.cellseg-staging-<this host>-<pid>-*`` and partial files
+    ``.<name>.<this host>-<pid>-*.part*`` whose process is dead are removed: never
+    those of a live process (a concurrent run, a Dask worker), of another host, or
+    anything else.
 
     Parameters
     ----------
@@ -233,19 +235,25 @@ def clean_stale_staging(folder: str | Path) -> list[Path]:
     Returns
     -------
     list of Path
-        The folders removed.
+        What was removed.
     """
-    pattern = re.compile(re.escape(f"{STAGING_PREFIX}{_host()}-") + r"(\d+)-[^/]*$")
+    host = re.escape(_host())
+    staging = re.compile(re.escape(STAGING_PREFIX) + host + r"-(\d+)-[^/]*$")
+    partial = re.compile(r"\..+\." + host + r"-(\d+)-[^/]*\.part[^/]*$")
     removed: list[Path] = []
     try:
         entries = list(Path(folder).iterdir())
     except OSError:
         return removed
     for entry in entries:
-        match = pattern.match(entry.name)
-        if match is None or not entry.is_dir() or _pid_alive(int(match.group(1))):
+        match = staging.match(entry.name) if entry.is_dir() else partial.match(entry.name)
+        if match is None or _pid_alive(int(match.group(1))):
             continue
-        shutil.rmtree(entry, ignore_errors=True)
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                entry.unlink()
         if not entry.exists():
             log.info("removed %s, left by an interrupted run (process %s)", entry, match.group(1))
             removed.append(entry)

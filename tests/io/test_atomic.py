@@ -115,20 +115,30 @@ def test_check_writable_creates_and_probes(tmp_path, monkeypatch):
 def test_stale_staging_of_dead_processes_only_is_removed(tmp_path):
     import os
 
-    from cellseg_bridge.io.atomic import _staging_prefix, clean_stale_staging, staged_outputs
+    from cellseg_bridge.io.atomic import _host, _staging_prefix, check_writable, clean_stale_staging, staged_outputs
 
-    dead = tmp_path / f"{_staging_prefix(_dead_pid())}abc"
+    pid = _dead_pid()
+    dead = tmp_path / f"{_staging_prefix(pid)}abc"
     live = tmp_path / f"{_staging_prefix(os.getpid())}def"
     foreign = tmp_path / ".cellseg-staging-otherhost-1-xyz"
     for folder in (dead, live, foreign):
         folder.mkdir()
         (folder / "x_labels.ome.tif").write_bytes(b"partial")
-    assert clean_stale_staging(tmp_path) == [dead]
-    assert live.exists() and foreign.exists()
-    # the next staged write in the folder cleans up on its own
+    part = tmp_path / f".w.pth.{_host()}-{pid}-k2j.part.pth"
+    part.write_bytes(b"half")
+    live_part = tmp_path / f".w.pth.{_host()}-{os.getpid()}-k2j.part.pth"
+    live_part.write_bytes(b"half")
+    assert sorted(clean_stale_staging(tmp_path)) == sorted([dead, part])
+    assert live.exists() and foreign.exists() and live_part.exists()
+    # a command's first look at its output folder cleans up
     dead.mkdir()
+    check_writable(tmp_path)
+    assert not dead.exists() and live.exists()
     out = tmp_path / "a.txt"
     with staged_outputs([out]) as (tmp,):
         assert tmp.parent.name.startswith(_staging_prefix())
         tmp.write_text("ok")
-    assert out.read_text() == "ok" and not dead.exists() and live.exists()
+    assert out.read_text() == "ok"
+    with atomic_output(tmp_path / "b.txt") as tmp:
+        assert tmp.name.startswith(f".b.txt.{_host()}-{os.getpid()}-")
+        tmp.write_text("ok")
