@@ -20,7 +20,7 @@ import torch
 
 from cellseg_bridge.config import DEFAULTS, TrainOptions
 from cellseg_bridge.errors import InputError
-from cellseg_bridge.io.atomic import check_writable
+from cellseg_bridge.io.atomic import check_writable, clean_stale_staging
 from cellseg_bridge.nn.checkpoint import load_checkpoint
 from cellseg_bridge.nn.net import CellposeUNet
 from cellseg_bridge.nn.precision import training_autocast_dtype
@@ -221,6 +221,7 @@ def setup_run(train_data, out_dir, val_data, resume, axes, masks_dir, flow_cache
     opts = TrainOptions.derive(DEFAULTS.train, **options)  # validated by the dataclass
     recipe = get_recipe(opts.recipe)
     check_writable(out_dir)
+    clean_stale_staging(out_dir / CHECKPOINT_DIR)  # partial files of a run killed while saving
     flow_cache = out_dir / "flow_cache" if flow_cache is None else Path(flow_cache)
     device = select_device(opts.device)
     amp_dtype = training_autocast_dtype(opts.precision, device)

@@ -98,6 +98,8 @@ def test_interrupted_training_resumes_to_the_uninterrupted_weights(tmp_path, ref
         assert torch.equal(got[key], weights[key]), key
     rows = _curves(out)
     assert [r["epoch"] for r in rows] == [str(e) for e in range(1, EPOCHS + 1)]  # integers after a resume
+    hidden = [p.name for folder in (out, out / "checkpoint") for p in folder.iterdir() if p.name.startswith(".")]
+    assert hidden == []  # no partial file of the interrupted run is left
     assert [r["loss"] for r in rows] == [r["loss"] for r in curves]
 
 
