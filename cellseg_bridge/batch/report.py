@@ -21,6 +21,7 @@ each item.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -28,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SUMMARY_KEYS", "BatchInterrupted", "BatchReport", "ItemRecord", "append_manifest", "read_manifest",
-           "recorded_task"]
+__all__ = ["SUMMARY_KEYS", "BatchInterrupted", "BatchReport", "ItemRecord", "append_manifest", "manifest_records",
+           "read_manifest", "recorded_task"]
 
 #: The facts of a segmentation that every item of the JSON report carries at its top level.
 SUMMARY_KEYS = ("n_cells", "diameter", "model_choice")
@@ -250,6 +251,39 @@ def append_manifest(manifest: Path, record: ItemRecord) -> None:
         fh.write(json.dumps(line, default=str) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def manifest_records(path: Path, offset: int = 0) -> list[ItemRecord]:
+    """The records appended to a manifest after byte ``offset`` (a torn last line is ignored).
+
+    Parameters
+    ----------
+    path : Path
+        The manifest.
+    offset : int
+        Its size when the run started: only this run's records are read.
+    """
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            text = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    records = []
+    names = {f.name for f in dataclasses.fields(ItemRecord)}
+    for line in text.splitlines():
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(data, dict) or "input" not in data:
+            continue
+        result = dict(data.get("result") or {})
+        result.update({key: data[key] for key in SUMMARY_KEYS if data.get(key) is not None})
+        fields = {k: v for k, v in data.items() if k in names and k not in ("result", "outputs")}
+        outputs = {kind: Path(out) for kind, out in (data.get("outputs") or {}).items()}
+        records.append(ItemRecord(**fields, outputs=outputs, result=result))
+    return records
 
 
 def read_manifest(path: str | Path) -> dict[str, dict]:

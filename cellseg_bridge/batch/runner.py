@@ -40,7 +40,14 @@ from pathlib import Path
 from typing import Any
 
 from cellseg_bridge.batch.items import Executor, LocalExecutor, Task, WorkItem
-from cellseg_bridge.batch.report import BatchInterrupted, BatchReport, ItemRecord, append_manifest, recorded_task
+from cellseg_bridge.batch.report import (
+    BatchInterrupted,
+    BatchReport,
+    ItemRecord,
+    append_manifest,
+    manifest_records,
+    recorded_task,
+)
 from cellseg_bridge.config import DEFAULTS
 from cellseg_bridge.errors import CellsegError
 from cellseg_bridge.io.atomic import check_writable
@@ -304,6 +311,7 @@ def run_items(
     remote = report.manifest is not None and not executor.in_process
     remote_task = functools.partial(recorded_task, task, report.manifest) if report.manifest and remote else task
     in_here = {id(item) for item in here}
+    start = report.manifest.stat().st_size if remote and report.manifest and report.manifest.exists() else 0
     with redirect, tqdm(total=len(todo), desc=description or None, unit="item", disable=disable,
                         file=sys.stderr) as bar:
         try:
@@ -314,6 +322,11 @@ def run_items(
                 _finish(report, record, None if written else report.manifest, executor.in_process)
                 bar.update()
         except KeyboardInterrupt as exc:
+            if remote and report.manifest is not None:  # items the workers finished but this process did not collect
+                seen = {record.item for record in report.items}
+                for record in manifest_records(report.manifest, start):
+                    if record.item not in seen and record.status == "done":
+                        report.add(record)
             report.seconds = time.perf_counter() - tic
             raise BatchInterrupted(report) from exc
     report.seconds = time.perf_counter() - tic
