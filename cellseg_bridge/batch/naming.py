@@ -34,6 +34,34 @@ log = logging.getLogger(__name__)
 
 _MAX_SCENE_CHARS = 60
 
+#: ``segment``'s output suffix of every kind of output, appended to the scene's base name.
+SEGMENT_SUFFIXES = {
+    "labels": "_labels.ome.tif",
+    "rois": "_RoiSet.zip",
+    "csv": "_cells.csv",
+    "overlay": "_overlay.png",
+    "seg_npy": "_seg.npy",
+    "flows": "_flows.ome.tif",
+    "geojson": "_cells.geojson",
+    "tracks": "_tracks.csv",
+    "ome_zarr": ".ome.zarr",
+    "ome_zarr_v05": ".ome.zarr",
+}
+#: ``segment``'s outputs of a plane segmented in chunks.
+LARGE_SEGMENT_SUFFIXES = {"ome_zarr": ".ome.zarr", "labels": "_labels.ome.tif"}
+#: Endings of outputs that are also ordinary inputs (an OME-Zarr of the image and its labels): not skipped.
+_INPUT_LIKE_ENDINGS = (".ome.zarr",)
+
+
+def segment_output_endings() -> tuple[str, ...]:
+    """Name endings of every output ``segment`` writes: files so named are never inputs of folders or patterns.
+
+    So ``cellseg segment . --out .`` does not segment its own labels, flows or
+    overlays when it runs again (a file named explicitly is still taken).
+    """
+    endings = [*SEGMENT_SUFFIXES.values(), *LARGE_SEGMENT_SUFFIXES.values()]
+    return tuple(e for e in dict.fromkeys(endings) if e not in _INPUT_LIKE_ENDINGS)
+
 
 def file_stem(path: Path) -> str:
     """Return the name without its extension; ``.ome.tif(f)`` counts as one extension."""

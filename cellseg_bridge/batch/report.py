@@ -21,6 +21,7 @@ each item.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -28,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SUMMARY_KEYS", "BatchReport", "ItemRecord", "append_manifest", "read_manifest"]
+__all__ = ["SUMMARY_KEYS", "BatchInterrupted", "BatchReport", "ItemRecord", "append_manifest", "manifest_records",
+           "read_manifest", "recorded_task"]
 
 #: The facts of a segmentation that every item of the JSON report carries at its top level.
 SUMMARY_KEYS = ("n_cells", "diameter", "model_choice")
@@ -195,9 +197,50 @@ class BatchReport:
             "items": [item.to_dict() for item in self.items],
             "failed": [{"input": source, "reason": reason} for source, reason in self.failed],
             "counts": self.counts(),
-            "manifest": str(self.manifest) if self.manifest else None,
+            "manifest": os.path.abspath(self.manifest) if self.manifest else None,
             "seconds": self.seconds,
         }
+
+
+class BatchInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a batch, with the report of what was done until then (``report``).
+
+    Parameters
+    ----------
+    report : BatchReport
+        The items finished (written, skipped, failed) before the interruption.
+    """
+
+    def __init__(self, report: BatchReport) -> None:
+        super().__init__("interrupted")
+        self.report = report
+
+
+def recorded_task(task: Any, manifest: Path, item: Any) -> Any:
+    """Run ``task(item)`` and append the finished item to the manifest at once, where it ran.
+
+    On a cluster the worker records the item, so the manifest holds every item
+    finished even when the process that collects the results is killed first.
+
+    Parameters
+    ----------
+    task : callable
+        ``task(item) -> dict or None``.
+    manifest : Path
+        The JSON-lines manifest.
+    item : WorkItem
+        The item.
+    """
+    import socket
+    import time as _time
+
+    tic = _time.perf_counter()
+    result = task(item)
+    append_manifest(manifest, ItemRecord(
+        input=str(item.source), scene=item.key, scene_name=item.scene_name, item=item.name, status="done",
+        outputs=item.output_map(), seconds=_time.perf_counter() - tic, worker=f"{socket.gethostname()}:{os.getpid()}",
+        result=dict(result) if isinstance(result, dict) else {}))
+    return result
 
 
 def append_manifest(manifest: Path, record: ItemRecord) -> None:
@@ -208,6 +251,39 @@ def append_manifest(manifest: Path, record: ItemRecord) -> None:
         fh.write(json.dumps(line, default=str) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def manifest_records(path: Path, offset: int = 0) -> list[ItemRecord]:
+    """The records appended to a manifest after byte ``offset`` (a torn last line is ignored).
+
+    Parameters
+    ----------
+    path : Path
+        The manifest.
+    offset : int
+        Its size when the run started: only this run's records are read.
+    """
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            text = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    records = []
+    names = {f.name for f in dataclasses.fields(ItemRecord)}
+    for line in text.splitlines():
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(data, dict) or "input" not in data:
+            continue
+        result = dict(data.get("result") or {})
+        result.update({key: data[key] for key in SUMMARY_KEYS if data.get(key) is not None})
+        fields = {k: v for k, v in data.items() if k in names and k not in ("result", "outputs")}
+        outputs = {kind: Path(out) for kind, out in (data.get("outputs") or {}).items()}
+        records.append(ItemRecord(**fields, outputs=outputs, result=result))
+    return records
 
 
 def read_manifest(path: str | Path) -> dict[str, dict]:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cellseg_bridge.batch.items import WorkItem
-from cellseg_bridge.batch.naming import open_scene, plan_scene_items
+from cellseg_bridge.batch.naming import open_scene, plan_scene_items, segment_output_endings
 from cellseg_bridge.batch.report import BatchReport
 from cellseg_bridge.batch.runner import run_batch
 from cellseg_bridge.config import DEFAULTS, RESTORE_KINDS, RestoreOptions
@@ -160,6 +160,7 @@ def restore_files(
 
     return run_batch(inputs, plan, job, overwrite=overwrite, recursive=recursive,
                      suffixes=tuple(SUPPORTED_SUFFIXES), exclude=[out_dir], quiet=quiet, description="restore",
+                     skip_endings=(suffix, METADATA_SUFFIX, *segment_output_endings()),
                      report=BatchReport(model="+".join(names)))
 
 

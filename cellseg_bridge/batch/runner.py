@@ -28,6 +28,7 @@ so an interrupted or failed item leaves no partial output and is redone next tim
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import itertools
 import logging
@@ -39,9 +40,17 @@ from pathlib import Path
 from typing import Any
 
 from cellseg_bridge.batch.items import Executor, LocalExecutor, Task, WorkItem
-from cellseg_bridge.batch.report import BatchReport, ItemRecord, append_manifest
+from cellseg_bridge.batch.report import (
+    BatchInterrupted,
+    BatchReport,
+    ItemRecord,
+    append_manifest,
+    manifest_records,
+    recorded_task,
+)
 from cellseg_bridge.config import DEFAULTS
 from cellseg_bridge.errors import CellsegError
+from cellseg_bridge.io.atomic import check_writable
 from cellseg_bridge.io.paths import missing_reason
 
 log = logging.getLogger(__name__)
@@ -78,6 +87,7 @@ def expand_inputs(
     recursive: bool = DEFAULTS.batch.recursive,
     suffixes: Sequence[str] | None = None,
     exclude: Sequence[str | Path] = (),
+    skip_endings: Sequence[str] = (),
 ) -> tuple[list[Path], list[tuple[str, str]]]:
     """Expand files, folders and glob patterns into a list of input files.
 
@@ -94,6 +104,9 @@ def expand_inputs(
         Folders whose content is not taken from folder or pattern inputs (e.g.
         the output folder inside the input folder), unless the excluded folder
         is the folder being listed itself.
+    skip_endings : sequence of str
+        Name endings of the command's own outputs (e.g. ``_labels.ome.tif``):
+        such files are never taken from folders or patterns (case-insensitive).
 
     Returns
     -------
@@ -104,6 +117,7 @@ def expand_inputs(
         input files and patterns that match nothing.
     """
     excluded = [Path(p).resolve() for p in exclude]
+    ours = tuple(e.lower() for e in skip_endings)
     files: list[Path] = []
     problems: list[tuple[str, str]] = []
     seen: set[Path] = set()
@@ -112,6 +126,9 @@ def expand_inputs(
         if is_hidden_or_temp(path) or not path.is_file():
             return False
         if suffixes is not None and not path.name.lower().endswith(tuple(suffixes)):
+            return False
+        if ours and path.name.lower().endswith(ours):
+            log.debug("%s: an output of ours, not an input", path)
             return False
         resolved = path.resolve()
         # an excluded folder inside the folder being listed is skipped; one that
@@ -176,6 +193,7 @@ def plan_inputs(
     recursive: bool = DEFAULTS.batch.recursive,
     suffixes: Sequence[str] | None = None,
     exclude: Sequence[str | Path] = (),
+    skip_endings: Sequence[str] = (),
 ) -> tuple[list[WorkItem], list[tuple[str, str]]]:
     """Expand the inputs and plan the items of each file.
 
@@ -185,7 +203,7 @@ def plan_inputs(
         See :func:`expand_inputs`.
     plan : callable
         ``plan(path) -> [WorkItem, ...]``; what it raises fails that input.
-    recursive, suffixes, exclude
+    recursive, suffixes, exclude, skip_endings
         As for :func:`expand_inputs`.
 
     Returns
@@ -196,7 +214,8 @@ def plan_inputs(
     """
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
-    files, problems = expand_inputs(inputs, recursive=recursive, suffixes=suffixes, exclude=exclude)
+    files, problems = expand_inputs(inputs, recursive=recursive, suffixes=suffixes, exclude=exclude,
+                                    skip_endings=skip_endings)
     items: list[WorkItem] = []
     for source in files:
         try:
@@ -261,7 +280,14 @@ def run_items(
     -------
     BatchReport
         One record per item and per problem. Failures never raise; ``KeyboardInterrupt``
-        does (outputs written so far stay).
+        does, as :class:`~cellseg_bridge.batch.report.BatchInterrupted` holding the
+        report so far (outputs written so far stay).
+
+    Raises
+    ------
+    InputError
+        Before any work: a folder the items write into cannot be created or written
+        (read-only, permission denied, disk full).
     """
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
@@ -277,16 +303,33 @@ def run_items(
     for source, reason in problems:
         _finish(report, ItemRecord(input=source, item=source, reason=reason), None)
     todo = _to_run(report, items, overwrite)
+    _check_output_folders(todo)
     here = [item for item in todo if local is not None and local(item)]
     there = [item for item in todo if item not in here]
     disable = quiet or not sys.stderr.isatty()
     redirect = contextlib.nullcontext() if disable else logging_redirect_tqdm()
+    # on a cluster each worker records its finished items in the manifest itself (none lost if this process dies)
+    remote = report.manifest is not None and not executor.in_process
+    remote_task = functools.partial(recorded_task, task, report.manifest) if report.manifest and remote else task
+    in_here = {id(item) for item in here}
+    start = report.manifest.stat().st_size if remote and report.manifest and report.manifest.exists() else 0
     with redirect, tqdm(total=len(todo), desc=description or None, unit="item", disable=disable,
                         file=sys.stderr) as bar:
-        running = executor.start(task, there)  # a cluster starts now, while this process runs `here`
-        for item, outcome in itertools.chain(LocalExecutor().start(local_task or task, here), running):
-            _finish(report, _record(item, outcome), report.manifest, executor.in_process)
-            bar.update()
+        try:
+            running = executor.start(remote_task, there)  # a cluster starts now, while this process runs `here`
+            for item, outcome in itertools.chain(LocalExecutor().start(local_task or task, here), running):
+                record = _record(item, outcome)
+                written = remote and id(item) not in in_here and record.status == "done"
+                _finish(report, record, None if written else report.manifest, executor.in_process)
+                bar.update()
+        except KeyboardInterrupt as exc:
+            if remote and report.manifest is not None:  # items the workers finished but this process did not collect
+                seen = {record.item for record in report.items}
+                for record in manifest_records(report.manifest, start):
+                    if record.item not in seen and record.status == "done":
+                        report.add(record)
+            report.seconds = time.perf_counter() - tic
+            raise BatchInterrupted(report) from exc
     report.seconds = time.perf_counter() - tic
     log.info(report.summary("done").splitlines()[0] + f" in {report.seconds:.1f} s")
     return report
@@ -310,6 +353,12 @@ def _to_run(report: BatchReport, items: Sequence[WorkItem], overwrite: bool) -> 
             continue
         todo.append(item)
     return todo
+
+
+def _check_output_folders(items: Sequence[WorkItem]) -> None:
+    """Before any work: every folder the items write into must be writable (InputError naming it)."""
+    for folder in dict.fromkeys(out.parent for item in items for out in item.outputs):
+        check_writable(folder)
 
 
 def _record(item: WorkItem, outcome: dict[str, Any]) -> ItemRecord:
@@ -343,6 +392,7 @@ def run_batch(
     recursive: bool = DEFAULTS.batch.recursive,
     suffixes: Sequence[str] | None = None,
     exclude: Sequence[str | Path] = (),
+    skip_endings: Sequence[str] = (),
     quiet: bool = False,
     description: str = "",
     executor: Executor | None = None,
@@ -362,7 +412,7 @@ def run_batch(
         ``job(item) -> dict or None``: write ``item.outputs`` (atomically).
     overwrite : bool
         Redo items whose outputs exist (default: skip them, i.e. resume).
-    recursive, suffixes, exclude
+    recursive, suffixes, exclude, skip_endings
         Passed to :func:`expand_inputs`.
     quiet : bool
         No progress bar (it is also off when stderr is not a terminal).
@@ -377,6 +427,7 @@ def run_batch(
         Outputs written and skipped, ``(input, reason)`` per failure, one record
         per item. Failures never raise; ``KeyboardInterrupt`` does (outputs written so far stay).
     """
-    items, problems = plan_inputs(inputs, plan, recursive=recursive, suffixes=suffixes, exclude=exclude)
+    items, problems = plan_inputs(inputs, plan, recursive=recursive, suffixes=suffixes, exclude=exclude,
+                                  skip_endings=skip_endings)
     return run_items(items, job, executor=executor, manifest=manifest, overwrite=overwrite, quiet=quiet,
                      description=description, problems=problems, report=report)

@@ -72,7 +72,14 @@ from pathlib import Path
 from typing import Any
 
 from cellseg_bridge.batch.items import WorkItem
-from cellseg_bridge.batch.naming import open_scene, scene_items, select_scene
+from cellseg_bridge.batch.naming import (
+    LARGE_SEGMENT_SUFFIXES,
+    SEGMENT_SUFFIXES,
+    open_scene,
+    scene_items,
+    segment_output_endings,
+    select_scene,
+)
 from cellseg_bridge.batch.report import BatchReport
 from cellseg_bridge.batch.runner import expand_inputs, plan_inputs, run_items
 from cellseg_bridge.batch.segment_job import ModelOnce, segment_item, segment_large_task, segment_task
@@ -92,18 +99,7 @@ __all__ = [
 ]
 
 #: Output suffix of every kind of output, appended to the scene's base name.
-OUTPUT_SUFFIXES = {
-    "labels": "_labels.ome.tif",
-    "rois": "_RoiSet.zip",
-    "csv": "_cells.csv",
-    "overlay": "_overlay.png",
-    "seg_npy": "_seg.npy",
-    "flows": "_flows.ome.tif",
-    "geojson": "_cells.geojson",
-    "tracks": "_tracks.csv",
-    "ome_zarr": ".ome.zarr",
-    "ome_zarr_v05": ".ome.zarr",
-}
+OUTPUT_SUFFIXES = SEGMENT_SUFFIXES
 #: Formats of the label image: an OME-TIFF of labels, or an OME-Zarr of the image with its labels.
 LABEL_FORMATS = ("ome-tiff", "ome-zarr", "ome-zarr-0.5")
 #: The output kind that replaces ``labels`` for each OME-Zarr label format (OME-NGFF 0.4, 0.5).
@@ -115,7 +111,7 @@ DEFAULT_OUTPUTS = OUTPUT_KINDS
 
 #: Outputs of a plane segmented in chunks (no ROIs, table or overlay: a whole slide holds
 #: hundreds of thousands of cells).
-LARGE_SUFFIXES = {"ome_zarr": ".ome.zarr", "labels": "_labels.ome.tif"}
+LARGE_SUFFIXES = LARGE_SEGMENT_SUFFIXES
 
 #: The segmentation pipeline, looked up when a batch starts (so that a stand-in module can take its place).
 PIPELINE_MODULE = "cellseg_bridge.segmentation.pipeline"
@@ -278,7 +274,7 @@ def segment_files(
                              chunked=chunked, threshold=chunked_threshold_pixels, restore=bool(restore),
                              objects_3d=bool(opts.do_3d or opts.stitch_threshold))
     items, problems = plan_inputs(inputs, plan, recursive=recursive, suffixes=tuple(SUPPORTED_SUFFIXES),
-                                  exclude=[out_dir])
+                                  exclude=[out_dir], skip_endings=segment_output_endings())
     report = BatchReport(model=str(model) if isinstance(model, (str, Path)) else type(model).__name__)
     with executor_for(client, workers, scheduler) as executor:
         if executor.in_process:
@@ -383,7 +379,8 @@ def has_large_planes(
 
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
-    files, _ = expand_inputs(inputs, recursive=recursive, suffixes=tuple(SUPPORTED_SUFFIXES))
+    files, _ = expand_inputs(inputs, recursive=recursive, suffixes=tuple(SUPPORTED_SUFFIXES),
+                             skip_endings=segment_output_endings())
     for source in files:
         try:
             scenes = [str(s) for s in list_scenes(source)]

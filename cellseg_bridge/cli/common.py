@@ -85,3 +85,25 @@ def run_api(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return func(*args, **kwargs)
     except CellsegError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def run_batch_api(ctx: click.Context, verb: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """:func:`run_api` for a batch command: Ctrl-C prints what was done so far and exits with status 130.
+
+    Parameters
+    ----------
+    ctx : click.Context
+        The running command.
+    verb : str
+        What happened to the items done ("segmented", "restored", ...), for the summary.
+    func, *args, **kwargs
+        The batch function and its arguments.
+    """
+    from cellseg_bridge.batch.report import BatchInterrupted
+
+    try:
+        return run_api(func, *args, **kwargs)
+    except BatchInterrupted as exc:
+        click.echo(f"interrupted: {exc.report.summary(verb)}\noutputs written stay; run the same command again "
+                   "to resume", err=True)
+        ctx.exit(130)

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from cellseg_bridge.cli.common import dask_options, is_quiet, run_api, use_reader
+from cellseg_bridge.cli.common import dask_options, is_quiet, run_batch_api, use_reader
 from cellseg_bridge.cli.options import collect, options_from
 from cellseg_bridge.config import DEFAULTS, ConvertOptions, DistributedOptions, ReadOptions
 
@@ -35,9 +35,9 @@ def convert(ctx: click.Context, inputs: tuple[str, ...], out_dir: Path, recursiv
     read = collect(ReadOptions, params)
     dist = collect(DistributedOptions, params)
     use_reader(ctx, read.reader)
-    report = run_api(convert_files, list(inputs), out_dir, overwrite=options.overwrite, scene=read.scene,
-                     axes=read.axes, compression=options.compression, recursive=recursive, quiet=is_quiet(ctx),
-                     workers=dist.workers, scheduler=dist.scheduler)
+    report = run_batch_api(ctx, "converted", convert_files, list(inputs), out_dir, overwrite=options.overwrite,
+                           scene=read.scene, axes=read.axes, compression=options.compression, recursive=recursive,
+                           quiet=is_quiet(ctx), workers=dist.workers, scheduler=dist.scheduler)
     click.echo(report.summary(verb="converted"))
     if not report.ok:
         ctx.exit(1)

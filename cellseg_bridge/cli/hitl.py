@@ -122,7 +122,8 @@ def hitl_train(ctx: click.Context, project: Path, n_epochs: int | None, fresh: b
         record = run_api(proj.train, n_epochs=n_epochs, fresh=fresh, progress=not (quiet or as_json),
                        device=device, evaluate=not no_eval)
     except KeyboardInterrupt:
-        click.echo(f"interrupted: the previous model stays current; `cellseg hitl train {project}` resumes",
+        again = f" --epochs {n_epochs}" if n_epochs is not None else ""
+        click.echo(f"interrupted: the previous model stays current; `cellseg hitl train {project}{again}` resumes",
                    err=True)
         raise SystemExit(130) from None
     if as_json:

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from cellseg_bridge.cli.common import is_quiet, run_api, use_reader
+from cellseg_bridge.cli.common import is_quiet, run_batch_api, use_reader
 from cellseg_bridge.cli.options import collect, options_from
 from cellseg_bridge.config import DEFAULTS, ReadOptions, RestoreOptions
 
@@ -39,8 +39,9 @@ def restore(ctx: click.Context, inputs: tuple[str, ...], out_dir: Path, overwrit
     options = collect(RestoreOptions, params)
     read = collect(ReadOptions, params)
     use_reader(ctx, read.reader)
-    report = run_api(restore_files, list(inputs), out_dir, options=options, overwrite=overwrite, scene=read.scene,
-                     axes=read.axes, recursive=recursive, quiet=is_quiet(ctx) or as_json)
+    report = run_batch_api(ctx, "restored", restore_files, list(inputs), out_dir, options=options,
+                           overwrite=overwrite, scene=read.scene, axes=read.axes, recursive=recursive,
+                           quiet=is_quiet(ctx) or as_json)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from cellseg_bridge.cli.common import dask_options, help_of, is_quiet, run_api, use_reader
+from cellseg_bridge.cli.common import dask_options, help_of, is_quiet, run_batch_api, use_reader
 from cellseg_bridge.cli.options import collect, options_from
 from cellseg_bridge.config import (
     DEFAULTS,
@@ -92,7 +92,9 @@ def segment(ctx: click.Context, inputs: tuple[str, ...], out_dir: Path, save_seg
                if not off]
     if restore_types and chunked:
         raise click.UsageError("--restore cannot be combined with --chunked yet")
-    report = run_api(
+    report = run_batch_api(
+        ctx,
+        "segmented",
         segment_files,
         list(inputs),
         out_dir,

@@ -5,6 +5,7 @@ Every :class:`~cellseg_bridge.config.TrainOptions` field is an option (:mod:`cel
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -42,17 +43,23 @@ def train(ctx: click.Context, folder: Path | None, data_specs: tuple[str, ...], 
     except CellsegError as exc:
         raise click.BadParameter(str(exc), param_hint="--data") from None
     data: Any = sources[0].data if len(sources) == 1 else sources
-    options = collect(TrainOptions, params)
+    options = collect(TrainOptions, params).as_dict()
+    if resume:  # the checkpoint's options, except those given here (which must agree with it)
+        options = {k: v for k, v in options.items()
+                   if ctx.get_parameter_source(k) not in (None, click.core.ParameterSource.DEFAULT)}
     try:
         result = train_api(
             data, out_dir, val_data=val_folder, masks_dir=masks_dir, resume=resume, progress=not is_quiet(ctx),
-            **options.as_dict(),
+            **options,
         )
     except CellsegError as exc:
         raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:
-        again = " ".join(([str(folder)] if folder is not None else []) + [f"--data {s}" for s in data_specs])
-        click.echo(f"interrupted; resume with: cellseg train {again} --out {out_dir} --resume", err=True)
+        again = ["cellseg", "train"] + ([str(folder)] if folder is not None else [])
+        for flag, value in [("--data", s) for s in data_specs] + [("--masks", masks_dir), ("--val", val_folder)]:
+            again += [flag, str(value)] if value is not None else []
+        again += ["--out", str(out_dir), "--resume"]
+        click.echo(f"interrupted; resume with: {shlex.join(again)}", err=True)
         raise SystemExit(130) from None
     last = result.curves[-1] if result.curves else {}
     ap = f", validation AP@0.5 {last['ap50']:.3f}" if last.get("ap50") is not None else ""

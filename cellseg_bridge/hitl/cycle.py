@@ -111,6 +111,25 @@ def epochs_done(partial: Path) -> int:
         return 0
 
 
+def _interrupted_epochs(project: HitlProject, number: int, partial: Path, epochs: int, n_epochs: int | None,
+                        fresh: bool) -> int:
+    """The epochs of this cycle: those of an interrupted cycle with the same plan when none are given.
+
+    So ``hitl train DIR`` resumes a cycle started with ``--epochs N`` instead of discarding it.
+    """
+    old = _read_json(partial / PLAN_NAME)
+    if n_epochs is not None or fresh or old is None:
+        return epochs
+    try:
+        theirs = int(old["train_options"]["n_epochs"])
+    except (KeyError, TypeError, ValueError):
+        return epochs
+    if theirs != epochs and _same_plan(old, _plan(project, number, theirs)):
+        logger.info("the interrupted %s was started with %d epochs: continuing it", partial.name, theirs)
+        return theirs
+    return epochs
+
+
 def _stale_name(path: Path) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     target = path.with_name(f"{path.name}.stale-{stamp}")
@@ -171,10 +190,10 @@ def train_cycle(
         epochs = int(project.options["n_epochs"] if n_epochs is None else n_epochs)
         if epochs < 1:
             raise InputError(f"n_epochs must be >= 1, got {epochs}")
-        plan = _plan(project, number, epochs)
         models = project.directory / "models"
         final = models / key
         partial = models / f"{key}{PARTIAL_SUFFIX}"
+        plan = _plan(project, number, _interrupted_epochs(project, number, partial, epochs, n_epochs, fresh))
         t0 = time.perf_counter()
 
         record = None

@@ -49,7 +49,7 @@ from cellseg_bridge.hitl.manifest import (
     sha256_file,
     write_manifest,
 )
-from cellseg_bridge.io.atomic import atomic_output
+from cellseg_bridge.io.atomic import atomic_output, check_writable
 from cellseg_bridge.io.paths import missing_reason
 
 __all__ = ["HitlProject", "NextResult", "AddResult", "init_project", "open_project", "INITIAL"]
@@ -267,7 +267,7 @@ def init_project(
             f"the images have different channel counts ({detail}); a channel index would mean "
             "different things in different images: make one project per kind of image"
         )
-    directory.mkdir(parents=True, exist_ok=True)
+    check_writable(directory)  # created here; a read-only or full disk is one clear error
     manifest = {
         "format": FORMAT,
         "version": VERSION,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -49,7 +50,9 @@ def project_status(project: HitlProject, *, evaluate: bool = True, device: str =
         ``predicted_cells``, ``changes``), ``interrupted`` (or None) and
         ``next_image`` (or None).
     """
-    with project_lock(project.directory):
+    # read-only (no new scores): no lock, so it works while another command (e.g. `hitl train`) holds it;
+    # the manifest is replaced atomically, so what is read is whole
+    with project_lock(project.directory) if evaluate else contextlib.nullcontext():
         project.reload()
         m = project.manifest
         before = len(m.get("evaluations", {}))

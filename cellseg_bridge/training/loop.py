@@ -165,6 +165,8 @@ def _epoch_order(run: TrainingRun) -> np.ndarray:
 def _train_epoch(run: TrainingRun, lr: float, budget_s: float | None, t0: float) -> float:
     """One epoch of optimiser steps at learning rate ``lr``; returns the mean loss."""
     opts = run.opts
+    if torch.get_num_threads() != run.threads:  # numba's OpenMP loops change them (see TrainingRun.threads)
+        torch.set_num_threads(run.threads)
     for g in run.optim.param_groups:
         g["lr"] = lr
     order = _epoch_order(run)
@@ -189,7 +191,7 @@ def _train_epoch(run: TrainingRun, lr: float, budget_s: float | None, t0: float)
 
 def _save(run: TrainingRun, epoch: int, t0: float, png: bool = False) -> None:
     save_training_checkpoint(run.out_dir, run.net, run.optim, epoch, run.n_epochs, run.rng, run.curves, run.diam_labels,
-                _clock() - t0, run.config, png=png)
+                _clock() - t0, run.config, png=png, options=run.opts.as_dict())
 
 
 def _run_epochs(run: TrainingRun, progress: bool) -> tuple[int, str, float]:

@@ -20,6 +20,7 @@ import torch
 
 from cellseg_bridge.config import DEFAULTS, TrainOptions
 from cellseg_bridge.errors import InputError
+from cellseg_bridge.io.atomic import check_writable, clean_stale_staging
 from cellseg_bridge.nn.checkpoint import load_checkpoint
 from cellseg_bridge.nn.net import CellposeUNet
 from cellseg_bridge.nn.precision import training_autocast_dtype
@@ -28,12 +29,15 @@ from cellseg_bridge.training.recipes import ADAMW_LR, get_recipe
 from cellseg_bridge.training.sources import DataSource, as_sources, sampling_probabilities
 from cellseg_bridge.training.state import CHECKPOINT_DIR, STATE_NAME, rng_from_plain
 
-__all__ = ["MIN_TRAIN_DIAMETER", "TrainingRun", "restore_state", "setup_run"]
+__all__ = ["MIN_TRAIN_DIAMETER", "RESUME_FREE_OPTIONS", "TrainingRun", "read_state", "restore_state", "setup_run"]
 
 logger = logging.getLogger(__name__)
 
 #: Diameters below this (pixels) are raised to it when scaling training images (Cellpose: 5).
 MIN_TRAIN_DIAMETER = 5.0
+#: Options a resumed run may change (where it runs, how often it saves and scores, how long it may take);
+#: every other option is the checkpoint's.
+RESUME_FREE_OPTIONS = ("device", "precision", "time_budget_min", "save_every", "val_every")
 
 
 # --------------------------------------------------------------------------- options and data
@@ -145,6 +149,10 @@ class TrainingRun:
     curves: list[dict] = field(default_factory=list)
     elapsed0: float = 0.0
     resumed: bool = False
+    #: torch's threads when the run was set up: numba's parallel loops (flows, validation) reset the OpenMP
+    #: threads torch shares, so each epoch sets them back (a resumed run, whose flows come from the cache,
+    #: then computes exactly as an uninterrupted one)
+    threads: int = field(default_factory=torch.get_num_threads)
 
 
 def _training_samples(
@@ -211,10 +219,15 @@ def setup_run(train_data, out_dir, val_data, resume, axes, masks_dir, flow_cache
     """
     from cellseg_bridge.nn.inference import select_device
 
+    threads = torch.get_num_threads()  # before any numba loop changes them
+    out_dir = Path(out_dir)
+    state = read_state(out_dir) if resume else None
+    if state is not None and "options" in state:
+        options = _resume_options(state["options"], options, out_dir / CHECKPOINT_DIR / STATE_NAME)
     opts = TrainOptions.derive(DEFAULTS.train, **options)  # validated by the dataclass
     recipe = get_recipe(opts.recipe)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_writable(out_dir)
+    clean_stale_staging(out_dir / CHECKPOINT_DIR)  # partial files of a run killed while saving
     flow_cache = out_dir / "flow_cache" if flow_cache is None else Path(flow_cache)
     device = select_device(opts.device)
     amp_dtype = training_autocast_dtype(opts.precision, device)
@@ -285,35 +298,76 @@ def setup_run(train_data, out_dir, val_data, resume, axes, masks_dir, flow_cache
         optim=_optimizer(net, opts, lr_peak, wd), samples=samples, probabilities=probabilities,
         val_sets=val_sets, scales=scales, config=config, lr_peak=lr_peak, per_epoch=per_epoch,
         steps_per_epoch=max(1, math.ceil(per_epoch / opts.batch_size)),
-        n_epochs=int(opts.n_epochs or recipe.n_epochs), rng=rng, diam_labels=diam_labels,
+        n_epochs=int(opts.n_epochs or recipe.n_epochs), rng=rng, diam_labels=diam_labels, threads=threads,
     )
     if resume:
-        restore_state(run)
+        restore_state(run, state)
     return run
 
 
-def restore_state(run: TrainingRun) -> None:
-    """Load network, optimiser, RNGs, epoch and curves from ``out_dir/checkpoint/state.pt`` into ``run``."""
-    state_path = run.out_dir / CHECKPOINT_DIR / STATE_NAME
+def read_state(out_dir: Path) -> dict:
+    """The saved training state of ``out_dir`` (``checkpoint/state.pt``), loaded with ``weights_only=True``.
+
+    Raises
+    ------
+    InputError
+        No state to resume, or one that cannot be read.
+    """
+    state_path = Path(out_dir) / CHECKPOINT_DIR / STATE_NAME
     if not state_path.is_file():
         raise InputError("nothing to resume: no checkpoint state", state_path)
     try:
-        st = torch.load(state_path, map_location=run.device, weights_only=True)
+        st = torch.load(state_path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable state is an input problem
-        raise InputError(f"cannot read the training state ({exc})", state_path) from exc
+        raise InputError(f"cannot read the training state ({type(exc).__name__})", state_path) from exc
+    if not isinstance(st, dict):
+        raise InputError("not a training state", state_path)
+    return st
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def _resume_options(saved: dict, given: dict, state_path: Path) -> dict:
+    """The options of a resumed run: the checkpoint's, with the given :data:`RESUME_FREE_OPTIONS`.
+
+    Raises
+    ------
+    InputError
+        A given option (other than those) differs from the checkpoint's: one line naming them.
+    """
+    saved = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()}
+    differ = [k for k, v in given.items() if k not in RESUME_FREE_OPTIONS and k in saved and not _same(v, saved[k])]
+    if differ:
+        said = ", ".join(f"{k}={given[k]!r} (checkpoint: {saved[k]!r})" for k in sorted(differ))
+        raise InputError(f"cannot resume with other options than the checkpoint's: {said}; leave them out to "
+                         "resume, or train into a new output folder", state_path)
+    return {**saved, **{k: v for k, v in given.items() if k in RESUME_FREE_OPTIONS}}
+
+
+def restore_state(run: TrainingRun, st: dict | None = None) -> None:
+    """Load network, optimiser, RNGs, epoch and curves from ``out_dir/checkpoint/state.pt`` (or ``st``) into ``run``."""
+    state_path = run.out_dir / CHECKPOINT_DIR / STATE_NAME
+    if st is None:
+        st = read_state(run.out_dir)
     try:
         run.net.load_state_dict(st["net"])
         run.optim.load_state_dict(st["optimizer"])
     except (RuntimeError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise InputError(
-            f"the checkpoint does not fit this network/optimiser ({exc}); resume with the same options",
+            f"the checkpoint does not fit this network/optimiser ({first}); resume with the options it was "
+            "trained with (e.g. the same --pretrained, --nbase)",
             state_path,
         ) from exc
     run.start_epoch = int(st["epoch"])
     run.n_epochs = int(st["n_epochs"])
     run.rng = rng_from_plain(st["rng"])
     torch.set_rng_state(st["torch_rng"])
-    run.curves = [dict(r) for r in st["curves"]]
+    run.curves = [{k: (int(v) if k == "epoch" and v is not None else v) for k, v in r.items()} for r in st["curves"]]
     run.diam_labels = float(st["diam_labels"])
     run.elapsed0 = float(st.get("elapsed", 0.0))
     run.resumed = True

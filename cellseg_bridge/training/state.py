@@ -80,7 +80,9 @@ def write_curves(curves: list[dict], out_dir: Path, png: bool = True) -> None:
     plt.close(fig)
 
 
-def save_state(path: Path, net, optim, epoch: int, n_epochs: int, rng, curves, diam_labels: float, elapsed: float) -> None:
+def save_state(path: Path, net, optim, epoch: int, n_epochs: int, rng, curves, diam_labels: float, elapsed: float,
+               options: dict | None = None) -> None:
+    """Write the resumable state (network, optimiser, RNGs, epoch, curves and the run's options) atomically."""
     state = {
         "net": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
         "optimizer": optim.state_dict(),
@@ -88,12 +90,21 @@ def save_state(path: Path, net, optim, epoch: int, n_epochs: int, rng, curves, d
         "n_epochs": int(n_epochs),
         "rng": rng if isinstance(rng, dict) else rng_to_plain(rng),
         "torch_rng": torch.get_rng_state(),
-        "curves": [{k: (None if r.get(k) is None else float(r[k])) for k in curve_fields(curves)} for r in curves],
+        "curves": [{k: _plain(k, r.get(k)) for k in curve_fields(curves)} for r in curves],
         "diam_labels": float(diam_labels),
         "elapsed": float(elapsed),
     }
+    if options is not None:
+        state["options"] = {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
     with atomic_output(path) as tmp:
         torch.save(state, tmp)
+
+
+def _plain(key: str, value) -> int | float | None:
+    """A curve value as saved: epochs stay integers, the rest are floats."""
+    if value is None:
+        return None
+    return int(value) if key == "epoch" else float(value)
 
 
 def rng_to_plain(rng: np.random.Generator) -> dict:
@@ -119,11 +130,13 @@ def rng_from_plain(plain: dict) -> np.random.Generator:
 
 
 def save_training_checkpoint(
-    out_dir: Path, net, optim, epoch, n_epochs, rng, curves, diam_labels, elapsed, config, png: bool = False
+    out_dir: Path, net, optim, epoch, n_epochs, rng, curves, diam_labels, elapsed, config, png: bool = False,
+    options: dict | None = None,
 ) -> None:
+    """Write ``checkpoint/state.pt``, ``checkpoint/last.pth`` and ``curves.csv`` (``curves.png`` with ``png``)."""
     ck = out_dir / CHECKPOINT_DIR
     ck.mkdir(parents=True, exist_ok=True)
-    save_state(ck / STATE_NAME, net, optim, epoch, n_epochs, rng, curves, diam_labels, elapsed)
+    save_state(ck / STATE_NAME, net, optim, epoch, n_epochs, rng, curves, diam_labels, elapsed, options)
     save_checkpoint(net, ck / "last.pth", {**config, "epoch": int(epoch)})
     write_curves(curves, out_dir, png=png)  # the plot costs seconds: at the end only
     logger.info("checkpoint after epoch %d in %s", epoch, ck)

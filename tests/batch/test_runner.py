@@ -152,3 +152,57 @@ def test_empty_folder_is_a_problem(tmp_path):
     (tmp_path / "empty").mkdir()
     files, problems = expand_inputs([tmp_path / "empty"], suffixes=(".tif",))
     assert files == [] and problems == [(str(tmp_path / "empty"), "folder holds no input files (try --recursive)")]
+
+
+def test_our_outputs_are_never_inputs_of_folders(tmp_path):
+    """`segment . --out .` run twice does not segment its own labels, flows or overlays (issue 19 item 7)."""
+    from cellseg_bridge.batch.naming import segment_output_endings
+
+    for name in ("img.tif", "img_labels.ome.tif", "img_flows.ome.tif", "img_overlay.png", "IMG_LABELS.OME.TIF",
+                 "img_RoiSet.zip", "img_cells.csv"):
+        (tmp_path / name).write_bytes(b"x")
+    files, _ = expand_inputs([tmp_path], skip_endings=segment_output_endings())
+    assert [p.name for p in files] == ["img.tif"]
+    files, _ = expand_inputs([str(tmp_path / "*.tif")], skip_endings=segment_output_endings())
+    assert [p.name for p in files] == ["img.tif"]
+    # a file named explicitly is always taken
+    files, _ = expand_inputs([tmp_path / "img_labels.ome.tif"], skip_endings=segment_output_endings())
+    assert len(files) == 1
+
+
+def test_interrupt_carries_the_report_so_far(tree, tmp_path):
+    from cellseg_bridge.batch.report import BatchInterrupted
+
+    calls = []
+
+    def job(item):
+        calls.append(item)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        item.outputs[0].write_text("ok")
+
+    with pytest.raises(BatchInterrupted) as info:
+        run_batch([tree / "sub" / "f.tif", tree / "a.tif"], _plan_for(tmp_path), job, quiet=True)
+    assert isinstance(info.value, KeyboardInterrupt)
+    assert info.value.report.counts() == {"done": 1, "skipped": 0, "failed": 0}
+
+
+def test_unwritable_output_folder_fails_before_any_work(tree, tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    from cellseg_bridge.errors import InputError
+
+    def denied(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "out" / ".probe"))
+
+    calls = []
+    monkeypatch.setattr(tempfile, "mkstemp", denied)
+    with pytest.raises(InputError, match="not writable") as info:
+        run_batch([tree / "sub" / "f.tif"], _plan_for(tmp_path / "out"), calls.append, quiet=True)
+    assert calls == [] and info.value.path == tmp_path / "out"
+    # nothing to do (all outputs exist): no check, no error
+    (tmp_path / "done").mkdir()
+    (tmp_path / "done" / "f.out").write_text("x")
+    report = run_batch([tree / "sub" / "f.tif"], _plan_for(tmp_path / "done"), calls.append, quiet=True)
+    assert report.counts()["skipped"] == 1
