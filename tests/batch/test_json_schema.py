@@ -61,7 +61,7 @@ def _check(report: dict, out: Path, chunked: bool) -> dict:
     assert isinstance(item["outputs"], dict)
     assert item["outputs"]["labels"] == str(out / "img_labels.ome.tif")
     assert all(os.path.isabs(p) and Path(p).exists() for p in item["outputs"].values())
-    kinds = {"labels", "labels_zarr"} if chunked else {"labels", "csv", "overlay"}
+    kinds = {"labels", "ome_zarr"} if chunked else {"labels", "csv", "overlay"}
     assert set(item["outputs"]) == kinds
     labels = tifffile.imread(item["outputs"]["labels"])
     assert int(labels.max()) == item["n_cells"]

@@ -15,7 +15,7 @@ TIFF       bioio-tifffile with ``dim_order`` set to the axes from
            :func:`~cellseg_bridge.io._backends.tiff._tiff_layout`; pixel sizes by
            the project's TIFF rules
 PNG/JPEG   bioio-imageio
-OME-Zarr   bioio-ome-zarr (NGFF folders, our ``*_labels.ome.zarr`` included);
+OME-Zarr   bioio-ome-zarr (NGFF folders, our ``*.ome.zarr`` outputs included);
            before 1.2, channel names as 1.2 reads them
            (:func:`_ome_zarr_reader`)
 =========  ====================================================================
@@ -100,7 +100,7 @@ def _ome_zarr_reader(base: type) -> type:
 
     pip picks bioio-ome-zarr 1.0 beside the aicsimageio extra (which holds zarr
     below 2.16; 1.2 needs zarr 2.18). Its ``channel_names`` falls back, for an
-    image without ``omero`` metadata (our own ``*_labels.ome.zarr``), to the base
+    image without ``omero`` metadata (such as a chunked label store), to the base
     class, which builds ``xarray_dask_data``, whose coordinates ask for
     ``channel_names`` again: RecursionError. Here the names come from ``omero``
     or are None (bioio then names the channels ``Channel:<scene>:<index>``).
