@@ -117,8 +117,8 @@ def test_outputs_and_their_content(inputs, tmp_path, engine):
     report = segment_files(inputs, out, quiet=True, segment_fn=engine.segment, load_model_fn=engine.load_model)
     assert engine.loads == [(DEFAULTS.segment.model, DEFAULTS.segment.device)]  # loaded once
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        f"{stem}{suffix}" for stem in ("a", "stack")
-        for suffix in ("_labels.ome.tif", "_RoiSet.zip", "_cells.csv", "_overlay.png")
+        [f"{stem}{suffix}" for stem in ("a", "stack")
+         for suffix in ("_labels.ome.tif", "_RoiSet.zip", "_cells.csv", "_overlay.png")] + ["cellseg_run.json"]
     )
     assert [source for source, _ in report.failed] == [str(inputs / "broken.tif")]
     assert len(report.done) == 8 and not report.ok
@@ -202,7 +202,8 @@ def test_a_failing_output_leaves_no_output_of_that_item(inputs, tmp_path, engine
     assert list(out.iterdir()) == []  # labels/ROIs/CSV were staged, never moved in; no staging folder left
     without_overlay = segment_files(inputs / "a.ome.tif", out, outputs=("labels", "csv"), quiet=True,
                                     segment_fn=engine.segment, load_model_fn=engine.load_model)
-    assert without_overlay.ok and sorted(p.name for p in out.iterdir()) == ["a_cells.csv", "a_labels.ome.tif"]
+    assert without_overlay.ok and sorted(p.name for p in out.iterdir()) == ["a_cells.csv", "a_labels.ome.tif",
+                                                                                   "cellseg_run.json"]
 
 
 def test_seg_npy_and_flows(inputs, tmp_path, engine):
@@ -261,7 +262,7 @@ def test_multi_scene_names_and_scene_selection(tmp_path, engine):
     out = tmp_path / "out"
     report = segment_files(src, out, outputs=("labels",), quiet=True, segment_fn=engine.segment,
                            load_model_fn=engine.load_model)
-    assert sorted(p.name for p in out.iterdir()) == ["plate_s0_Image_0_labels.ome.tif",
+    assert sorted(p.name for p in out.iterdir()) == ["cellseg_run.json", "plate_s0_Image_0_labels.ome.tif",
                                                       "plate_s1_Image_1_labels.ome.tif"]
     assert [(i.scene, i.scene_name) for i in report.items] == [(0, "Image:0"), (1, "Image:1")]
     only = segment_files(src / "plate.tif", tmp_path / "out2", scene="1", outputs=("labels",), quiet=True,
@@ -337,7 +338,8 @@ def test_cli_options_reach_segment(inputs, tmp_path, engine):
     assert (call["diameter"], call["channel"]) == (12.0, 0)
     assert (call["cellprob_threshold"], call["flow_threshold"]) == (-1.0, 0.2)
     assert call["do_3d"] and call["stitch_threshold"] == 0.3 and call["tile_size"] == 128 and call["augment"]
-    assert sorted(p.name for p in out.iterdir()) == ["stack_cells.csv", "stack_flows.ome.tif", "stack_labels.ome.tif"]
+    assert sorted(p.name for p in out.iterdir()) == ["cellseg_run.json", "stack_cells.csv", "stack_flows.ome.tif",
+                                                     "stack_labels.ome.tif"]
     assert "centroid_z" in _csv_rows(out / "stack_cells.csv")[0]  # 3D objects with --do-3d
 
 

@@ -116,7 +116,7 @@ def test_batch_folder_segments_vendor_files(jython, tiny_model, shared_data, tmp
     assert result["ok"], log[-3000:]
     assert result["counts"]["done"] == 1 and result["n_failed"] == 0
     produced = sorted(p.name for p in tmp_path.iterdir())
-    assert produced == ["s_1_t_1_c_1_z_1_RoiSet.zip", "s_1_t_1_c_1_z_1_cells.csv", "s_1_t_1_c_1_z_1_labels.ome.tif",
+    assert produced == ["cellseg_run.json", "s_1_t_1_c_1_z_1_RoiSet.zip", "s_1_t_1_c_1_z_1_cells.csv", "s_1_t_1_c_1_z_1_labels.ome.tif",
                         "s_1_t_1_c_1_z_1_overlay.png"]
     labels = open_image(tmp_path / "s_1_t_1_c_1_z_1_labels.ome.tif")
     assert labels.sizes["Y"] == 325 and labels.sizes["X"] == 475
