@@ -267,6 +267,28 @@ def _tiff_pixel_sizes(path: Path, series_index: int, is_imagej: bool) -> ScaleDi
     return {"Z": None, "Y": _size_from_resolution(yres, factor), "X": _size_from_resolution(xres, factor)}
 
 
+def _imagej_channel_names(path: Path, dims: str, shape: tuple[int, ...], is_imagej: bool) -> list[str] | None:
+    """Channel names of an ImageJ TIFF: its slice labels ("Labels"), channel c named by its first plane's.
+
+    ImageJ orders the planes channel fastest, so label ``c`` is channel ``c`` at the first Z and T.
+    Only the first line of a label counts (ImageJ shows that one). None (placeholder names) when
+    the file is not an ImageJ TIFF, has no labels, or they are empty or repeated.
+    """
+    if not is_imagej:
+        return None
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        labels = (tif.imagej_metadata or {}).get("Labels")
+    n_channels = shape[dims.index("C")] if "C" in dims else 1
+    if not isinstance(labels, (list, tuple)) or len(labels) < n_channels:
+        return None
+    names = [str(label).split("\n")[0].strip() for label in labels[:n_channels]]
+    if not all(names) or len(set(names)) != len(names):
+        return None
+    return names
+
+
 def _size_from_resolution(tag: Any, um_per_unit: float) -> float | None:
     """Pixel size in µm from a TIFF rational resolution (pixels per unit)."""
     if tag is None:
