@@ -1,7 +1,7 @@
 #@ ImagePlus imp
 #@ String (label="Model (empty: default; auto: chosen by image style)", value="") model
 #@ Float (label="Cell diameter in pixels (0: the model's)", value=0) diameter
-#@ String (label="Channel (0-based index or name; empty: default)", value="") channel
+#@ String (label="Channel (0-based index or name; empty: the image's current channel)", value="") channel
 #@ String (label="Cell probability threshold (empty: default)", value="") cellprob_threshold
 #@ String (label="Flow error threshold (empty: default)", value="") flow_threshold
 #@ String (label="ROI Manager", choices={"default", "append", "replace"}, value="default") roi_mode
@@ -39,6 +39,12 @@ def main(p, cli):
     imp = p.get("imp")
     if imp is None:
         raise cf.CellsegFailure("no image is open")
+    roi_mode = cf.choice(p, "roi_mode", ("default", "append", "replace"))
+    diameter = cf.number(p.get("diameter"), "diameter", allow_empty=True)
+    if diameter is not None and diameter < 0:
+        raise cf.CellsegFailure("parameter diameter: expected 0 (the model's) or a positive number, got %r" % diameter)
+    thresholds = cf.option_args(p, ("cellprob_threshold", "flow_threshold"))
+    channel = cf.current_channel_arg(imp, p.get("channel"))
     command = cf.cellseg_command(p.get("cellseg") or "")
     defaults = cf.defaults(command)
     out = cf.work_folder(p.get("output_dir"), "segment")
@@ -48,15 +54,14 @@ def main(p, cli):
         args = ["segment", source, "--out", out, "--json", "--overwrite"]
         if p.get("model"):
             args += ["--model", p["model"]]
-        if p.get("diameter"):
-            args += ["--diameter", str(p["diameter"])]
-        for name in ("channel", "cellprob_threshold", "flow_threshold"):
-            if p.get(name):
-                args += ["--" + name.replace("_", "-"), p[name]]
-        status, text = cf.run_cellseg(command, args)
+        if diameter:
+            args += ["--diameter", repr(diameter)]
+        if channel is not None:
+            args += ["--channel", channel]
+        status, text = cf.run_cellseg(command, args + thresholds)
     finally:
         cf.shutil.rmtree(staging, True)
-    report = cf.parse_json(text)
+    report = cf.parse_json(text, status)
     items = report.get("items") or []
     if not items or items[0]["status"] != "done":
         reasons = [f["reason"] for f in report.get("failed", [])] or ["exit status %d" % status]
@@ -66,7 +71,7 @@ def main(p, cli):
     labels, max_label = cf.open_labels(outputs["labels"], imp)
     if defaults["fiji"]["show_labels"] and cf.display_available():
         labels.show()
-    append = {"append": True, "replace": False}.get(p.get("roi_mode") or "default", defaults["fiji"]["append_rois"])
+    append = {"append": True, "replace": False}.get(roi_mode, defaults["fiji"]["append_rois"])
     rois = cf.read_zip_rois(outputs["rois"]) if "rois" in outputs else []
     target, before = cf.push_rois(imp, rois, append)
     cf.IJ.log("Cellseg: %d cells in %s; %d ROIs added to the %s (%d there before)"
@@ -82,7 +87,7 @@ def main(p, cli):
         "n_rois_now": cf.roi_count(imp, target),
         "labels_dimensions": list(labels.getDimensions()), "max_label": max_label,
         "labels_calibration": [cal.pixelWidth, cal.pixelHeight, cal.pixelDepth, cal.getUnit()],
-        "model": report.get("model"), "model_choice": choice,
+        "model": report.get("model"), "model_choice": choice, "channel": channel,
         "labels_lut": [[lut.getRed(i), lut.getGreen(i), lut.getBlue(i)] for lut in [labels.getProcessor().getLut()]
                        for i in range(256)],
     }
