@@ -229,3 +229,34 @@ def test_bad_parameters_are_said_clearly(jython, tiny_model, shared_data, tmp_pa
     assert not result["ok"] and result["error"] == message, log[-3000:]
     assert "Traceback" not in log
 
+
+def test_installed_script_starts_python_once_per_call(jython, tiny_model, shared_data, tmp_path):
+    """Defect 7: `cellseg fiji install` caches the defaults, so a call runs cellseg once (not `defaults` too)."""
+    from cellseg_bridge.fiji.install import default_scripts_dir, install_scripts
+
+    fiji = tmp_path / "Fiji.app"
+    (fiji / "jars").mkdir(parents=True)
+    starts = tmp_path / "starts.txt"
+    counting = tmp_path / "cellseg.sh"
+    counting.write_text(f'#!/bin/sh\necho "$1" >> {starts}\nexec {_cellseg()} "$@"\n')
+    counting.chmod(0o755)
+    install_scripts(fiji, command=[str(counting)], commands=["segment", "train", "restore"], cache_defaults=True)
+    source = shared_data / "formats" / "ome_tiff" / "s_1_t_1_c_1_z_1.ome.tiff"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("CELLSEG_COMMAND", None)
+    result, log = run_script(jython, "Segment_Current_Image.py", f"imp={source}", f"model={tiny_model}",
+                             "diameter=17", f"output_dir={tmp_path / 'out'}", env=env,
+                             scripts=fiji / "scripts" / "Plugins" / "Cellseg")
+    assert result["ok"], log[-3000:]
+    assert starts.read_text().split() == ["segment"]  # one Python start: no `cellseg defaults`
+    config = fiji / "jars" / "Lib" / "cellseg_fiji.json"
+    stale = json.loads(config.read_text())
+    stale["stamp"]["size"] += 1  # cellseg_bridge upgraded since the install: the scripts ask again
+    config.write_text(json.dumps(stale))
+    again, log = run_script(jython, "Segment_Current_Image.py", f"imp={source}", f"model={tiny_model}",
+                            "diameter=17", f"output_dir={tmp_path / 'out2'}", env=env,
+                            scripts=fiji / "scripts" / "Plugins" / "Cellseg")
+    assert again["ok"], log[-3000:]
+    assert starts.read_text().split() == ["segment", "defaults", "segment"]
+    assert (default_scripts_dir() / "jars" / "Lib" / "cellseg_fiji.py").read_bytes() == \
+        (fiji / "jars" / "Lib" / "cellseg_fiji.py").read_bytes()
