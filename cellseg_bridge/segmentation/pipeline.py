@@ -142,6 +142,8 @@ class SegmentResult:
         Seconds spent in ``network`` and ``masks`` (all time points).
     choice : ModelChoice or None
         With ``model="auto"``: the zoo model chosen and its confidence.
+    physical_pixel_sizes : dict
+        ``{"Z", "Y", "X"}`` in µm (None where unknown), from the image.
     """
 
     labels: np.ndarray
@@ -154,6 +156,23 @@ class SegmentResult:
     options: SegmentOptions
     timings: dict[str, float] = field(default_factory=dict)
     choice: ModelChoice | None = None
+    physical_pixel_sizes: dict[str, float | None] = field(default_factory=dict)
+
+    def to_dataarray(self) -> Any:
+        """The labels as an ``xarray.DataArray`` (dims T, Z, Y, X) with the pixel sizes, model and diameter.
+
+        Single time points and planes stay as axes of length 1 (``.squeeze()`` drops them).
+        """
+        import xarray as xr
+
+        return xr.DataArray(
+            self.labels,
+            dims=("T", "Z", "Y", "X"),
+            name="labels",
+            attrs={"physical_pixel_sizes": dict(self.physical_pixel_sizes), "model": self.model,
+                   "diameter": self.diameter, "diameters": list(self.diameters),
+                   "options": dataclasses.asdict(self.options)},
+        )
 
 
 # --------------------------------------------------------------------------- input handling
@@ -422,4 +441,5 @@ def segment(
         model=model.name,
         options=opts,
         timings={"network": run.t_net, "masks": run.t_masks},
+        physical_pixel_sizes={axis: sizes.get(axis) for axis in ("Z", "Y", "X")},
     )
