@@ -15,7 +15,8 @@ def test_install_copies_scripts_helper_and_command(tmp_path):
     result = CliRunner().invoke(main, ["fiji", "install", "--fiji", str(fiji)])
     assert result.exit_code == 0, result.output
     menu = sorted(p.name for p in (fiji / "scripts" / "Plugins" / "Cellseg").iterdir())
-    assert menu == ["Batch_Folder.py", "Fine_Tune_From_ROI_Manager.py", "Restore.py", "Segment_Current_Image.py"]
+    assert menu == ["Batch_Folder.py", "Fine_Tune_From_ROI_Manager.py", "HITL_Add_Correction.py", "HITL_Next_Image.py",
+                    "Restore.py", "Segment_Current_Image.py"]
     source = default_scripts_dir() / "scripts" / "Plugins" / "Cellseg" / "Batch_Folder.py"
     assert (fiji / "scripts" / "Plugins" / "Cellseg" / "Batch_Folder.py").read_bytes() == source.read_bytes()
     assert (fiji / "jars" / "Lib" / "cellseg_fiji.py").is_file()

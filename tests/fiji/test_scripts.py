@@ -260,3 +260,33 @@ def test_installed_script_starts_python_once_per_call(jython, tiny_model, shared
     assert starts.read_text().split() == ["segment", "defaults", "segment"]
     assert (default_scripts_dir() / "jars" / "Lib" / "cellseg_fiji.py").read_bytes() == \
         (fiji / "jars" / "Lib" / "cellseg_fiji.py").read_bytes()
+
+
+def test_hitl_menus_next_then_add(jython, tmp_path):
+    """Defect 8: HITL Next Image opens the next image with its predicted ROIs; HITL Add Correction adds them."""
+    from cellseg_bridge.hitl import init_project, open_project
+    from cellseg_bridge.io.roi_export import labels_to_rois, write_roi_zip
+    from tests.hitl.conftest import FAST_TRAIN, write_images
+
+    images = write_images(tmp_path / "images", range(2))
+    import torch
+
+    from cellseg_bridge.nn.checkpoint import save_checkpoint
+    from cellseg_bridge.nn.net import CellposeUNet
+
+    torch.manual_seed(0)
+    model = tmp_path / "model" / "weights.pth"
+    save_checkpoint(CellposeUNet((2, 8, 16, 32), 3, 3, diam_mean=16.0), model)
+    project = init_project(tmp_path / "proj", images, model=model, diameter=16.0, train_options=FAST_TRAIN)
+    nxt, log = run_script(jython, "HITL_Next_Image.py", f"project={project.directory}")
+    assert nxt["ok"], log[-3000:]
+    assert nxt["image_id"] == open_project(project.directory).images[0]["id"]
+    assert nxt["roi_target"] == "overlay" and nxt["n_rois_now"] == len(read_rois(nxt["rois"]))
+    corrected = write_roi_zip(labels_to_rois(np.load(images[0].with_name(images[0].stem + "_truth.npy"))),
+                              tmp_path / "corrected_RoiSet.zip")
+    added, log = run_script(jython, "HITL_Add_Correction.py", f"imp={images[0]}", f"project={project.directory}",
+                            f"rois={corrected}", "split=train")
+    assert added["ok"], log[-3000:]
+    record = open_project(project.directory).find_image(images[0])
+    assert added["image_id"] == record["id"] and record["correction"]["n_cells"] == added["n_cells"] > 0
+    assert added["split"] == "train" and record["correction"]["split"] == "train"
