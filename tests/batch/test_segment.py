@@ -139,7 +139,7 @@ def test_outputs_and_their_content(inputs, tmp_path, engine):
         n_objects = sum(len(np.unique(p)) - 1 for p in expected.reshape((-1,) + expected.shape[2:]))
         assert len(rows) == n_objects  # per plane for a stack segmented plane by plane
         for row in rows:
-            plane = expected[0, int(row.get("z", 0))]
+            plane = expected[0, int(row.get("z", 1)) - 1]  # z is 1-based, as in the ROI names
             assert int(row["area"]) == np.count_nonzero(plane == int(row["label"]))
             assert float(row["area_um2"]) == pytest.approx(int(row["area"]) * 0.25)
         png = iio.imread(out / f"{stem}_overlay.png")
@@ -242,6 +242,10 @@ def test_time_lapse_hyperstack_positions_and_table(tmp_path, engine):
     assert np.array_equal(decoded > 0, expected > 0)
     rows = _csv_rows(out / "movie_cells.csv")
     assert list(rows[0])[:4] == ["label", "t", "z", "area"]
+    # CSV rows and ROI names number t and z alike, 1-based as ImageJ (issue 18 defect 9)
+    assert {(int(r["t"]), int(r["z"])) for r in rows} == {(t, z) for t in (1, 2, 3) for z in (1, 2)}
+    first = next(r for r in rows if r["t"] == "2" and r["z"] == "1")
+    assert f"cell_{int(first['label']):04d}_t002_z001" in {r.name for r in rois}
     assert len(rows) == sum(len(np.unique(expected[t, z])) - 1 for t in range(3) for z in range(2))
     # one stack axis but several channels: hyperstack positions, channel 0 = all
     zstack = tmp_path / "zc.ome.tif"
