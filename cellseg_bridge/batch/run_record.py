@@ -40,12 +40,13 @@ import logging
 import os
 import platform
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from cellseg_bridge.batch.items import WorkItem
-from cellseg_bridge.errors import InputError
+from cellseg_bridge.batch.report import BatchReport
+from cellseg_bridge.errors import CellsegError, InputError
 from cellseg_bridge.io.atomic import atomic_output
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ __all__ = [
     "RECORD_NAME",
     "RunRecord",
     "model_facts",
+    "models_facts",
     "read_run_record",
 ]
 
@@ -92,15 +94,15 @@ def digest(value: Any) -> str:
 def model_facts(model: Any) -> dict[str, Any]:
     """Name, weights path, weights sha256 and configuration of a model name, path or loaded model.
 
-    A loaded model object is described by its class name and, where it has one, its
-    ``path`` / ``checkpoint`` attribute. Unknown models give ``sha256`` None.
+    A loaded model object is described by its ``path`` / ``checkpoint`` / ``name`` attribute
+    (a path or a registry name), else by its class name only (``sha256`` None).
     """
     if model is None:
         return {"name": None, "path": None, "sha256": None, "config": None}
     from cellseg_bridge.nn.store import folder_weights, read_json, sha256_file
 
     if not isinstance(model, (str, os.PathLike)):
-        source = getattr(model, "path", None) or getattr(model, "checkpoint", None)
+        source = getattr(model, "path", None) or getattr(model, "checkpoint", None) or getattr(model, "name", None)
         if not isinstance(source, (str, os.PathLike)):
             return {"name": type(model).__name__, "path": None, "sha256": None, "config": None}
         facts = model_facts(source)
@@ -116,6 +118,25 @@ def model_facts(model: Any) -> dict[str, Any]:
         beside = read_json(path.parent / "config.json")
         config = beside if beside.get("weights") == path.name else None
     return {"name": str(model), "path": str(path.resolve()), "sha256": sha256_file(path), "config": config}
+
+
+def models_facts(models: Sequence[Any]) -> dict[str, Any]:
+    """:func:`model_facts` of one model, or of several applied in order (restoration) as one entry.
+
+    A model that cannot be found is named only (``sha256`` None): the batch reports it per item.
+    """
+    parts = []
+    for model in models:
+        try:
+            parts.append(model_facts(model))
+        except CellsegError:
+            parts.append({"name": str(model), "path": None, "sha256": None, "config": None})
+    if len(parts) == 1:
+        return parts[0]
+    shas = [part["sha256"] for part in parts]
+    return {"name": "+".join(str(part["name"]) for part in parts), "path": None,
+            "sha256": digest(shas) if all(shas) else None, "config": [part["config"] for part in parts],
+            "parts": parts}
 
 
 def _versions() -> dict[str, str | None]:
@@ -235,16 +256,24 @@ class RunRecord:
 
         return reason
 
-    def write(self, done: Iterable[WorkItem], inputs: Iterable[Path], argv: list[str] | None = None) -> Path:
-        """Write (atomically) the record, the items written now carrying this run's digest."""
+    def write(self, report: BatchReport, argv: list[str] | None = None) -> Path | None:
+        """Write (atomically) the record after a batch; the items done now carry this run's digest.
+
+        A batch that wrote nothing (items skipped or failed) leaves the folder as it was (returns None).
+        """
         from cellseg_bridge.nn.store import now_iso
 
+        done = [rec for rec in report.items if rec.status == "done" and rec.outputs]
+        if not done:
+            return None
         previous = read_run_record(self.out_dir) or {}
         items = dict(previous.get("items") or {})
         mine = self.parameters_sha256
-        for item in done:
-            items[_item_key(item)] = {"input": str(Path(item.source).resolve()), "scene": _jsonable(item.key),
-                                      "parameters_sha256": mine}
+        for rec in done:
+            first = Path(next(iter(rec.outputs.values())))
+            items[first.name] = {"input": str(Path(rec.input).resolve()), "scene": _jsonable(rec.scene),
+                                 "parameters_sha256": mine}
+        inputs = [Path(rec.input) for rec in report.items if rec.status in ("done", "skipped")]
         record = {
             "format": FORMAT,
             "command": self.command,

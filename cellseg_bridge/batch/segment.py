@@ -60,7 +60,7 @@ from typing import Any
 from cellseg_bridge.batch.items import WorkItem
 from cellseg_bridge.batch.naming import open_scene, scene_items, select_scene
 from cellseg_bridge.batch.report import BatchReport
-from cellseg_bridge.batch.run_record import RunRecord, model_facts
+from cellseg_bridge.batch.run_record import RunRecord, models_facts
 from cellseg_bridge.batch.runner import expand_inputs, plan_inputs, run_items
 from cellseg_bridge.batch.segment_job import ModelOnce, segment_item, segment_large_task, segment_task
 from cellseg_bridge.config import DEFAULTS, SegmentOptions
@@ -239,7 +239,7 @@ def segment_files(
     batch = {"outputs": list(kinds), "scene": scene, "axes": axes, "restore": restore or None,
              "restore_target": restore_target if restore else None, "chunked": chunked,
              "chunk_size": chunk_size, "overlap": overlap, "chunked_threshold_pixels": chunked_threshold_pixels}
-    record = RunRecord(out_dir, "segment", dataclasses.asdict(opts), batch, model=_model_facts(model),
+    record = RunRecord(out_dir, "segment", dataclasses.asdict(opts), batch, model=models_facts([model]),
                        device=opts.device, precision=opts.precision)
     with executor_for(client, workers, scheduler) as executor:
         if executor.in_process:
@@ -257,28 +257,8 @@ def segment_files(
         report = run_items(items, task, executor=executor, manifest=manifest, overwrite=overwrite, quiet=quiet,
                            description="segment", local=_is_large, local_task=large, problems=problems,
                            report=report, stale=record.stale_reason())
-    write_record(record, items, report)
+    record.write(report)
     return report
-
-
-def _model_facts(model: Any) -> dict[str, Any]:
-    """:func:`~cellseg_bridge.batch.run_record.model_facts`; a model that cannot be found is named only
-    (the batch reports it per item)."""
-    try:
-        return model_facts(model)
-    except CellsegError:
-        return {"name": str(model), "path": None, "sha256": None, "config": None}
-
-
-def write_record(record: RunRecord, items: Sequence[WorkItem], report: BatchReport) -> None:
-    """Write the run record of a batch that did something (items done now get this run's parameters).
-
-    A run that wrote nothing (items skipped or failed) leaves the folder as it was.
-    """
-    done = {record_.item for record_ in report.items if record_.status == "done"}
-    if not done:
-        return
-    record.write([item for item in items if item.name in done], [item.source for item in items])
 
 
 def _local_task(model: Any, options: SegmentOptions, axes: str | None, segment_fn: Callable[..., Any] | None,
