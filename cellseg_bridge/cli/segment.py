@@ -20,11 +20,26 @@ from cellseg_bridge.cli.options import collect, options_from
 from cellseg_bridge.config import DEFAULTS, DistributedOptions, ReadOptions, RestoreOptions, SegmentOptions
 
 
+#: Cellpose's command-line names of our options (docs/cellpose_flags.md), accepted as aliases.
+CELLPOSE_ALIASES = {
+    "model": ["--pretrained_model"],
+    "flow_threshold": ["--flow_threshold"],
+    "cellprob_threshold": ["--cellprob_threshold"],
+    "min_size": ["--min_size"],
+    "stitch_threshold": ["--stitch_threshold"],
+    "do_3d": ["--do_3D"],
+    "tile_overlap": ["--tile_overlap"],
+    "batch_size": ["--batch_size"],
+}
+
+
 @click.command()
 @click.argument("inputs", nargs=-1, required=False)
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out", "--savedir", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output folder (created if needed).")
-@options_from(DEFAULTS.segment)
+@click.option("--dir", "dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+              help="A folder of images (Cellpose's --dir); the same as giving the folder as an input.")
+@options_from(DEFAULTS.segment, aliases=CELLPOSE_ALIASES)
 @options_from(DEFAULTS.read)
 @click.option("--save-seg-npy", is_flag=True, help="Also write <base>_seg.npy for Cellpose's GUI (2D images).")
 @click.option("--save-flows", is_flag=True, help="Also write the network's flows as <base>_flows.ome.tif.")
@@ -52,7 +67,7 @@ from cellseg_bridge.config import DEFAULTS, DistributedOptions, ReadOptions, Res
 def segment(ctx: click.Context, inputs: tuple[str, ...], out_dir: Path, save_seg_npy: bool, save_flows: bool,
             no_rois: bool, no_overlay: bool, no_csv: bool, overwrite: bool, recursive: bool, as_json: bool,
             chunked: bool, restore_types: str | None, restore_target: str, like_run: Path | None,
-            **params: Any) -> None:
+            dirs: tuple[Path, ...], **params: Any) -> None:
     """Segment cells in images (files, folders, glob patterns); write labels, ROIs, a table, an overlay.
 
     Per input scene, into --out: <base>_labels.ome.tif, <base>_RoiSet.zip,
@@ -63,6 +78,7 @@ def segment(ctx: click.Context, inputs: tuple[str, ...], out_dir: Path, save_seg
     """
     from cellseg_bridge.batch.segment import segment_files
 
+    inputs = tuple(inputs) + tuple(str(d) for d in dirs)
     if like_run is not None:
         settings = _recorded_settings(ctx, like_run, params)
         inputs = inputs or tuple(settings["inputs"])
