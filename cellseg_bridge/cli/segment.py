@@ -19,7 +19,6 @@ from cellseg_bridge.cli.common import dask_options, help_of, is_quiet, run_api, 
 from cellseg_bridge.cli.options import collect, options_from
 from cellseg_bridge.config import DEFAULTS, DistributedOptions, ReadOptions, RestoreOptions, SegmentOptions
 
-
 #: Cellpose's command-line names of our options (docs/cellpose_flags.md), accepted as aliases.
 CELLPOSE_ALIASES = {
     "model": ["--pretrained_model"],
