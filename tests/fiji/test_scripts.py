@@ -93,9 +93,11 @@ def test_segment_current_image_fills_roi_manager_and_label_image(jython, tiny_mo
     source = shared_data / "formats" / "ome_tiff" / "s_1_t_1_c_1_z_1.ome.tiff"
     result, log = run_script(jython, "Segment_Current_Image.py", f"imp={source}", f"model={tiny_model}",
                              "diameter=17", "cellprob_threshold=-6", "flow_threshold=0", f"output_dir={tmp_path}",
+                             "invert=no", "z_mode=stitch planes", "stitch_threshold=0.3",
                              display=True, session=("--changed",))
     assert result["ok"], log[-3000:]
     _assert_image_left_alone(result, source)
+    assert "--no-invert --stitch-threshold 0.3" in log  # the dialog's invert and Z stack fields
     labels = open_image(result["outputs"]["labels"]).values[0, 0, 0]
     n_cells = len(np.unique(labels)) - 1
     assert result["n_cells"] == n_cells > 0
@@ -208,8 +210,9 @@ def test_channel_by_imagej_label_and_current_channel(jython, tiny_model, shared_
     assert by_name["ok"], log[-3000:]
     assert "--channel Hoechst" in log
     current, log = run_script(jython, "Segment_Current_Image.py", *common, f"output_dir={tmp_path / 'current'}",
-                              session=("--labels=Hoechst,ER,Actin", "--channel=3"))
+                              "nuclear_channel=Hoechst", session=("--labels=Hoechst,ER,Actin", "--channel=3"))
     assert current["ok"], log[-3000:]
+    assert "--nuclear-channel Hoechst" in log
     assert current["channel"] == "2" and "--channel 2" in log  # ImageJ's channel 3, 0-based for cellseg
     name_labels = open_image(by_name["outputs"]["labels"]).values
     assert not np.array_equal(name_labels, open_image(current["outputs"]["labels"]).values)  # another channel
