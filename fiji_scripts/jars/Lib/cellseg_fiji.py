@@ -16,7 +16,12 @@ Python environment and read back its JSON result. They work in two places:
 The ``cellseg`` command is, in order: the script's ``cellseg`` parameter, the
 environment variable ``CELLSEG_COMMAND``, ``cellseg_fiji.json`` beside this file
 (written by ``cellseg fiji install``), or ``cellseg`` on the PATH. Defaults come
-from ``cellseg defaults`` (one source for the API, the CLI and these scripts).
+from ``cellseg defaults`` (one source for the API, the CLI and these scripts), cached
+in ``cellseg_fiji.json`` at install time so that a call starts Python once.
+
+The user's image is never changed: it is saved as a copy (:func:`save_for_cellseg`).
+Parameters are checked here (:func:`number`, :func:`choice`); when cellseg fails, its
+own error message is shown (:func:`failure_text`).
 """
 import colorsys
 import json
