@@ -268,11 +268,13 @@ def _tiff_pixel_sizes(path: Path, series_index: int, is_imagej: bool) -> ScaleDi
 
 
 def _imagej_channel_names(path: Path, dims: str, shape: tuple[int, ...], is_imagej: bool) -> list[str] | None:
-    """Channel names of an ImageJ TIFF: its slice labels ("Labels"), channel c named by its first plane's.
+    """Channel names of an ImageJ TIFF from its slice labels ("Labels"), as Fiji shows them.
 
-    ImageJ orders the planes channel fastest, so label ``c`` is channel ``c`` at the first Z and T.
-    Only the first line of a label counts (ImageJ shows that one). None (placeholder names) when
-    the file is not an ImageJ TIFF, has no labels, or they are empty or repeated.
+    ImageJ orders the planes channel fastest, so channel ``c`` owns labels ``c, c + C, c + 2C, ...``.
+    A channel is named when its planes carry one label (first line; empty labels ignored), e.g.
+    a label set on each channel of a composite. None (placeholder names) when the file is not an
+    ImageJ TIFF or has no labels, when a channel's planes carry different labels (per-slice
+    labels such as file names of a stack), or when names are missing or repeated.
     """
     if not is_imagej:
         return None
@@ -283,10 +285,13 @@ def _imagej_channel_names(path: Path, dims: str, shape: tuple[int, ...], is_imag
     n_channels = shape[dims.index("C")] if "C" in dims else 1
     if not isinstance(labels, (list, tuple)) or len(labels) < n_channels:
         return None
-    names = [str(label).split("\n")[0].strip() for label in labels[:n_channels]]
-    if not all(names) or len(set(names)) != len(names):
-        return None
-    return names
+    names = []
+    for c in range(n_channels):
+        found = {str(label).split("\n")[0].strip() for label in labels[c::n_channels]} - {""}
+        if len(found) != 1:
+            return None
+        names.append(found.pop())
+    return names if len(set(names)) == len(names) else None
 
 
 def _size_from_resolution(tag: Any, um_per_unit: float) -> float | None:
