@@ -300,7 +300,7 @@ class SegmentOptions(Options):
               "look like fluorescence. Default: as the model was trained (cellseg train --invert).")
     cellprob_threshold: float = option(
         0.0, "Cell probability (logit) threshold: pixels above it take part in the dynamics; lower finds "
-             "more/larger cells.")
+             "more/larger cells (an automatic diameter is estimated with the default threshold, so it stays put).")
     flow_threshold: float = option(0.4, "Maximum mean squared flow error of a mask (flow QC); 0 disables the check.",
                                    ge=0)
     niter: int | None = option(None, "Euler steps of the dynamics; default: 200 scaled by 1/rescale.", ge=0)

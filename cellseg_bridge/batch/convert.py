@@ -35,6 +35,7 @@ from typing import Any
 from cellseg_bridge.batch.items import WorkItem
 from cellseg_bridge.batch.naming import axes_for, file_stem, plan_scene_items, sanitise, scene_stem, select_scene
 from cellseg_bridge.batch.report import BatchReport
+from cellseg_bridge.batch.run_record import RunRecord
 from cellseg_bridge.batch.runner import run_batch
 from cellseg_bridge.config import DEFAULTS
 
@@ -104,10 +105,13 @@ def convert(
     task = functools.partial(_convert_task, axes=axes, compression=compression)
     with executor_for(client, workers, scheduler) as executor:
         manifest = None if executor.in_process else out_dir / DEFAULTS.distributed.manifest_name
-        return run_batch(inputs, functools.partial(plan_outputs, out_dir=out_dir, scene=scene), task,
-                         overwrite=overwrite, recursive=recursive, suffixes=tuple(SUPPORTED_SUFFIXES),
-                         exclude=[out_dir], quiet=quiet, description="convert", executor=executor,
-                         manifest=manifest)
+        record = RunRecord(out_dir, "convert", {"compression": compression, "axes": axes}, {"scene": scene})
+        report = run_batch(inputs, functools.partial(plan_outputs, out_dir=out_dir, scene=scene), task,
+                           overwrite=overwrite, recursive=recursive, suffixes=tuple(SUPPORTED_SUFFIXES),
+                           exclude=[out_dir], quiet=quiet, description="convert", executor=executor,
+                           manifest=manifest, stale=record.stale_reason())
+    record.write(report)
+    return report
 
 
 def plan_outputs(source: Path, out_dir: Path, *, scene: int | str | None = None) -> list[WorkItem]:

@@ -16,6 +16,7 @@ same shape as ``cellseg segment --json`` with ``outputs: {"restored", "metadata"
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
@@ -25,6 +26,7 @@ from typing import Any
 from cellseg_bridge.batch.items import WorkItem
 from cellseg_bridge.batch.naming import open_scene, plan_scene_items, segment_output_endings
 from cellseg_bridge.batch.report import BatchReport
+from cellseg_bridge.batch.run_record import RunRecord, models_facts
 from cellseg_bridge.batch.runner import run_batch
 from cellseg_bridge.config import DEFAULTS, RESTORE_KINDS, RestoreOptions
 from cellseg_bridge.errors import CellsegError, InputError
@@ -158,10 +160,14 @@ def restore_files(
             tmp_meta.write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
         return {"diameter": result.diameter}
 
-    return run_batch(inputs, plan, job, overwrite=overwrite, recursive=recursive,
-                     suffixes=tuple(SUPPORTED_SUFFIXES), exclude=[out_dir], quiet=quiet, description="restore",
-                     skip_endings=(suffix, METADATA_SUFFIX, *segment_output_endings()),
-                     report=BatchReport(model="+".join(names)))
+    record = RunRecord(out_dir, "restore", dataclasses.asdict(opts), {"scene": scene, "axes": axes, "types": kinds},
+                       model=models_facts(specs), device=opts.device, precision=getattr(opts, "precision", "auto"))
+    report = run_batch(inputs, plan, job, overwrite=overwrite, recursive=recursive,
+                       suffixes=tuple(SUPPORTED_SUFFIXES), exclude=[out_dir], quiet=quiet, description="restore",
+                       skip_endings=(suffix, METADATA_SUFFIX, *segment_output_endings()),
+                       report=BatchReport(model="+".join(names)), stale=record.stale_reason())
+    record.write(report)
+    return report
 
 
 def restoring_segment_fn(

@@ -10,7 +10,8 @@ of facts). :func:`run_batch` and :func:`run_items`
   in folders and glob results (a file named explicitly is always taken);
 - fail the second of two items that would write the same output;
 - skip an item whose outputs all exist, unless ``overwrite`` (so a re-run
-  resumes an interrupted batch);
+  resumes an interrupted batch) or ``stale`` says they were made with other
+  parameters (:mod:`cellseg_bridge.batch.run_record`);
 - run the others on an *executor*: :class:`~cellseg_bridge.batch.items.LocalExecutor`
   (this process) or :class:`~cellseg_bridge.distributed.executor.DaskExecutor`
   (one task per item on a cluster; :func:`~cellseg_bridge.distributed.executor.executor_for`
@@ -242,6 +243,7 @@ def run_items(
     local_task: Task | None = None,
     problems: Sequence[tuple[str, str]] = (),
     report: BatchReport | None = None,
+    stale: Callable[[WorkItem], str | None] | None = None,
 ) -> BatchReport:
     """Run ``task(item)`` for every item that is not done yet, on an executor; collect the records.
 
@@ -275,6 +277,10 @@ def run_items(
         ``(input, reason)`` of inputs that failed before planning; recorded first.
     report : BatchReport, optional
         The report to fill (e.g. with its ``model`` set); default a new one.
+    stale : callable, optional
+        ``stale(item) -> reason or None``: why an item whose outputs exist must be redone
+        anyway (e.g. they were made with other parameters,
+        :meth:`cellseg_bridge.batch.run_record.RunRecord.stale_reason`); None skips it.
 
     Returns
     -------
@@ -302,7 +308,7 @@ def run_items(
     report.manifest = Path(manifest) if manifest else None
     for source, reason in problems:
         _finish(report, ItemRecord(input=source, item=source, reason=reason), None)
-    todo = _to_run(report, items, overwrite)
+    todo = _to_run(report, items, overwrite, stale)
     _check_output_folders(todo)
     here = [item for item in todo if local is not None and local(item)]
     there = [item for item in todo if item not in here]
@@ -335,8 +341,10 @@ def run_items(
     return report
 
 
-def _to_run(report: BatchReport, items: Sequence[WorkItem], overwrite: bool) -> list[WorkItem]:
-    """The items to run: a clash of outputs fails the later item; items whose outputs exist are skipped."""
+def _to_run(report: BatchReport, items: Sequence[WorkItem], overwrite: bool,
+            stale: Callable[[WorkItem], str | None] | None = None) -> list[WorkItem]:
+    """The items to run: a clash of outputs fails the later item; items whose outputs exist are skipped
+    unless ``stale`` gives a reason to redo them."""
     claimed: dict[Path, str] = {}
     todo: list[WorkItem] = []
     for item in items:
@@ -348,6 +356,11 @@ def _to_run(report: BatchReport, items: Sequence[WorkItem], overwrite: bool) -> 
         for out in item.outputs:
             claimed[out.resolve()] = item.name
         if not overwrite and item.outputs and all(out.exists() for out in item.outputs):
+            changed = stale(item) if stale is not None else None
+            if changed is not None:
+                log.warning("%s: %s; redone", item.name, changed)
+                todo.append(item)
+                continue
             log.debug("%s: outputs exist, skipped", item.name)
             _finish(report, _record(item, {"status": "skipped"}), None)
             continue
@@ -398,6 +411,7 @@ def run_batch(
     executor: Executor | None = None,
     manifest: str | Path | None = None,
     report: BatchReport | None = None,
+    stale: Callable[[WorkItem], str | None] | None = None,
 ) -> BatchReport:
     """Plan the items of every input (:func:`plan_inputs`) and run ``job`` on them (:func:`run_items`).
 
@@ -418,7 +432,7 @@ def run_batch(
         No progress bar (it is also off when stderr is not a terminal).
     description : str
         Progress bar label.
-    executor, manifest, report
+    executor, manifest, report, stale
         As for :func:`run_items`.
 
     Returns
@@ -430,4 +444,4 @@ def run_batch(
     items, problems = plan_inputs(inputs, plan, recursive=recursive, suffixes=suffixes, exclude=exclude,
                                   skip_endings=skip_endings)
     return run_items(items, job, executor=executor, manifest=manifest, overwrite=overwrite, quiet=quiet,
-                     description=description, problems=problems, report=report)
+                     description=description, problems=problems, report=report, stale=stale)

@@ -57,7 +57,10 @@ Positions and modes:
 Every output of an item is written into a hidden staging folder in
 ``out_dir`` and moved into place only when all of them are complete, so a
 failed or interrupted item leaves no output behind. An item whose outputs all
-exist is skipped (a re-run resumes) unless ``overwrite``. A file that cannot
+exist is skipped (a re-run resumes) unless ``overwrite``, or unless they were
+made with other parameters (model weights, options): the run record
+``cellseg_run.json`` (:mod:`cellseg_bridge.batch.run_record`) says how each
+item was made, and such an item is redone, with the reason logged. A file that cannot
 be read or segmented is reported with the reason and the batch goes on.
 """
 
@@ -81,6 +84,7 @@ from cellseg_bridge.batch.naming import (
     select_scene,
 )
 from cellseg_bridge.batch.report import BatchReport
+from cellseg_bridge.batch.run_record import RunRecord, models_facts
 from cellseg_bridge.batch.runner import expand_inputs, plan_inputs, run_items
 from cellseg_bridge.batch.segment_job import ModelOnce, segment_item, segment_large_task, segment_task
 from cellseg_bridge.config import DEFAULTS, GeoJsonOptions, SegmentOptions, TrackOptions
@@ -276,6 +280,13 @@ def segment_files(
     items, problems = plan_inputs(inputs, plan, recursive=recursive, suffixes=tuple(SUPPORTED_SUFFIXES),
                                   exclude=[out_dir], skip_endings=segment_output_endings())
     report = BatchReport(model=str(model) if isinstance(model, (str, Path)) else type(model).__name__)
+    batch = {"outputs": list(kinds), "scene": scene, "axes": axes, "restore": restore or None,
+             "restore_target": restore_target if restore else None, "chunked": chunked,
+             "chunk_size": chunk_size, "overlap": overlap, "chunked_threshold_pixels": chunked_threshold_pixels,
+             "label_format": label_format, "geojson": dataclasses.asdict(geo) if save_geojson else None,
+             "track": dataclasses.asdict(linking) if track else None}
+    record = RunRecord(out_dir, "segment", dataclasses.asdict(opts), batch, model=models_facts([model]),
+                       device=opts.device, precision=opts.precision)
     with executor_for(client, workers, scheduler) as executor:
         if executor.in_process:
             task = _local_task(model, opts, axes, segment_fn, load_model_fn, restore, restore_target, geo, linking)
@@ -289,9 +300,11 @@ def segment_files(
             manifest = out_dir / DEFAULTS.distributed.manifest_name
         large = functools.partial(segment_large_task, model=model, options=opts, axes=axes, chunk_size=chunk_size,
                                   overlap=overlap, client=getattr(executor, "client", None))
-        return run_items(items, task, executor=executor, manifest=manifest, overwrite=overwrite, quiet=quiet,
-                         description="segment", local=_is_large, local_task=large, problems=problems,
-                         report=report)
+        report = run_items(items, task, executor=executor, manifest=manifest, overwrite=overwrite, quiet=quiet,
+                           description="segment", local=_is_large, local_task=large, problems=problems,
+                           report=report, stale=record.stale_reason())
+    record.write(report)
+    return report
 
 
 def _local_task(model: Any, options: SegmentOptions, axes: str | None, segment_fn: Callable[..., Any] | None,

@@ -33,8 +33,9 @@ def install(fiji_dir: Path | None, command: str | None, scripts_dir: Path | None
     if fiji_dir is None:
         raise click.UsageError(f"give --fiji PATH (the Fiji.app folder) or set {FIJI_HOME_ENV}")
     try:
-        report = install_scripts(fiji_dir, scripts_dir=scripts_dir,
-                                 command=shlex.split(command) if command else None)
+        root = click.get_current_context().find_root().command
+        report = install_scripts(fiji_dir, scripts_dir=scripts_dir, command=shlex.split(command) if command else None,
+                                 commands=sorted(getattr(root, "commands", {})))
     except CellsegError as exc:
         raise click.ClickException(str(exc)) from exc
     for path in report.files:

@@ -133,9 +133,35 @@ def hitl_train(ctx: click.Context, project: Path, n_epochs: int | None, fresh: b
     ap = f", held-out AP@0.5 {hold['ap50']:.3f} on {hold['n_images']} image(s)" if hold else ""
     init = record.get("initial_holdout")
     ap += f" (initial model {init['ap50']:.3f})" if init else ""
+    if record.get("not_current"):
+        click.echo(f"WARNING: {record['not_current']['message']}", err=True)
     click.echo(f"{record['model']}: {record['epochs']} epochs on {len(record['train_images'])} image(s), "
                f"{record['n_train_cells']} cells, {record['seconds']:.0f} s{ap}\n"
                f"  weights {proj.directory / record['weights']}")
+
+
+@hitl.command("use")
+@click.argument("project", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("model")
+def hitl_use(project: Path, model: str) -> None:
+    """Make MODEL (initial, cycle_NNN or a cycle number) the project's current model."""
+    from cellseg_bridge.hitl.models import use_model
+
+    done = run_api(use_model, _open(project), model)
+    click.echo(f"current model: {done['current']} (was {done['previous']})")
+
+
+@hitl.command("export")
+@click.argument("project", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("name")
+@click.option("--model", "model", default=None, help="initial, cycle_NNN or a cycle number (default: the current).")
+@click.option("--overwrite", is_flag=True, help="Replace a cached model of that name.")
+def hitl_export(project: Path, name: str, model: str | None, overwrite: bool) -> None:
+    """Copy the current model (or --model) into the model cache as NAME: `cellseg segment --model NAME`."""
+    from cellseg_bridge.hitl.models import export_model
+
+    folder = run_api(export_model, _open(project), name, model, overwrite=overwrite)
+    click.echo(f"exported to {folder}; use it with --model {name}")
 
 
 @hitl.command("status")

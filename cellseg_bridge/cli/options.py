@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import click
@@ -66,7 +66,7 @@ def option_decls(f: dataclasses.Field) -> list[str]:
     return flag.split("/")
 
 
-def _click_option(f: dataclasses.Field, hint: Any, default: Any) -> Callable[[F], F]:
+def _click_option(f: dataclasses.Field, hint: Any, default: Any, aliases: Iterable[str] = ()) -> Callable[[F], F]:
     meta = f.metadata
     decls = option_decls(f)
     long = decls[-1]
@@ -89,11 +89,12 @@ def _click_option(f: dataclasses.Field, hint: Any, default: Any) -> Callable[[F]
         kwargs["type"] = str
         if members == (int, str) and default is not None:
             kwargs["default"] = str(default)
-    return click.option(*decls, f.name, **kwargs)
+    return click.option(*decls, *aliases, f.name, **kwargs)
 
 
 def options_from(
-    defaults: Options, *, only: Iterable[str] | None = None, exclude: Iterable[str] = ()
+    defaults: Options, *, only: Iterable[str] | None = None, exclude: Iterable[str] = (),
+    aliases: Mapping[str, Sequence[str]] | None = None,
 ) -> Callable[[F], F]:
     """Decorator adding one click option per field of the options object ``defaults``.
 
@@ -105,11 +106,13 @@ def options_from(
         Just these fields (in this order); default: every field in declaration order.
     exclude : iterable of str
         Fields left out (the command sets them another way).
+    aliases : mapping of str to sequence of str, optional
+        Other flag names of a field (e.g. Cellpose's ``--flow_threshold``).
     """
     fields = {f.name: f for f in dataclasses.fields(defaults)}  # type: ignore[arg-type]
     names = [n for n in (only if only is not None else fields) if n not in set(exclude)]
     hints = typing.get_type_hints(type(defaults))
-    decorators = [_click_option(fields[n], hints[n], getattr(defaults, n)) for n in names]
+    decorators = [_click_option(fields[n], hints[n], getattr(defaults, n), (aliases or {}).get(n, ())) for n in names]
 
     def apply(func: F) -> F:
         for decorate in reversed(decorators):

@@ -27,12 +27,26 @@ from cellseg_bridge.config import (
     TrackOptions,
 )
 
+#: Cellpose's command-line names of our options (docs/cellpose_flags.md), accepted as aliases.
+CELLPOSE_ALIASES = {
+    "model": ["--pretrained_model"],
+    "flow_threshold": ["--flow_threshold"],
+    "cellprob_threshold": ["--cellprob_threshold"],
+    "min_size": ["--min_size"],
+    "stitch_threshold": ["--stitch_threshold"],
+    "do_3d": ["--do_3D"],
+    "tile_overlap": ["--tile_overlap"],
+    "batch_size": ["--batch_size"],
+}
+
 
 @click.command()
-@click.argument("inputs", nargs=-1, required=True)
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.argument("inputs", nargs=-1, required=False)
+@click.option("--out", "--savedir", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output folder (created if needed).")
-@options_from(DEFAULTS.segment)
+@click.option("--dir", "dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+              help="A folder of images (Cellpose's --dir); the same as giving the folder as an input.")
+@options_from(DEFAULTS.segment, aliases=CELLPOSE_ALIASES)
 @options_from(DEFAULTS.read)
 @click.option("--save-seg-npy", is_flag=True, help="Also write <base>_seg.npy for Cellpose's GUI (2D images).")
 @click.option("--save-flows", is_flag=True, help="Also write the network's flows as <base>_flows.ome.tif.")
@@ -65,12 +79,15 @@ from cellseg_bridge.config import (
                    "<type>_<target>) or restoration model names/paths, comma separated, applied in order.")
 @click.option("--restore-target", default=DEFAULTS.restore.target, show_default=True,
               help=help_of(RestoreOptions, "target"))
+@click.option("--like-run", "like_run", default=None, type=click.Path(exists=True, path_type=Path),
+              help="Repeat a run with the settings of its cellseg_run.json (the file or its folder); flags given "
+                   "here override them; without INPUTS, the recorded inputs.")
 @click.pass_context
 def segment(ctx: click.Context, inputs: tuple[str, ...], out_dir: Path, save_seg_npy: bool, save_flows: bool,
             no_rois: bool, no_overlay: bool, no_csv: bool, save_geojson: bool, track: bool, overwrite: bool,
             recursive: bool, as_json: bool,
             chunked: bool, restore_types: str | None, restore_target: str, label_format: str,
-            **params: Any) -> None:
+            like_run: Path | None, dirs: tuple[Path, ...], **params: Any) -> None:
     """Segment cells in images (files, folders, glob patterns); write labels, ROIs, a table, an overlay.
 
     Per input scene, into --out: <base>_labels.ome.tif, <base>_RoiSet.zip,
@@ -82,6 +99,22 @@ def segment(ctx: click.Context, inputs: tuple[str, ...], out_dir: Path, save_seg
     """
     from cellseg_bridge.batch.segment import segment_files
 
+    inputs = tuple(inputs) + tuple(str(d) for d in dirs)
+    if like_run is not None:
+        settings = _recorded_settings(ctx, like_run, params)
+        inputs = inputs or tuple(settings["inputs"])
+
+        def pick(name: str, value: Any) -> Any:
+            return value if _given(ctx, name) else settings[name]
+
+        save_seg_npy, save_flows = pick("save_seg_npy", save_seg_npy), pick("save_flows", save_flows)
+        no_rois, no_overlay, no_csv = pick("no_rois", no_rois), pick("no_overlay", no_overlay), pick("no_csv", no_csv)
+        chunked, restore_types = pick("chunked", chunked), pick("restore_types", restore_types)
+        restore_target = pick("restore_target", restore_target)
+        save_geojson, track = pick("save_geojson", save_geojson), pick("track", track)
+        label_format = pick("label_format", label_format)
+    if not inputs:
+        raise click.UsageError("Missing argument 'INPUTS...' (or --like-run cellseg_run.json)")
     options = collect(SegmentOptions, params)
     read = collect(ReadOptions, params)
     dist = collect(DistributedOptions, params)
@@ -125,3 +158,40 @@ def segment(ctx: click.Context, inputs: tuple[str, ...], out_dir: Path, save_seg
         click.echo(report.summary("segmented"))
     if not report.ok:
         ctx.exit(1)
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    """Whether the user typed this option (rather than its default)."""
+    from click.core import ParameterSource
+
+    return ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+
+
+def _recorded_settings(ctx: click.Context, like_run: Path, params: dict[str, Any]) -> dict[str, Any]:
+    """Put a run record's options into ``params`` (those not typed); return its batch settings and inputs."""
+    from cellseg_bridge.batch.run_record import read_run_record
+    from cellseg_bridge.errors import InputError
+
+    try:
+        record = read_run_record(like_run)
+    except InputError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if record is None or record.get("command") != "segment":
+        raise click.UsageError(f"{like_run}: not the run record of a `cellseg segment` run")
+    batch = record.get("batch") or {}
+    recorded = dict(record.get("options") or {}, **(batch.get("geojson") or {}), **(batch.get("track") or {}),
+                    scene=batch.get("scene"), axes=batch.get("axes"), chunk_size=batch.get("chunk_size"))
+    for name, value in recorded.items():
+        if name in params and not _given(ctx, name):
+            params[name] = tuple(value) if isinstance(value, list) else value
+    kinds = batch.get("outputs") or []
+    restore = batch.get("restore")
+    return {
+        "inputs": [entry["path"] for entry in record.get("inputs") or []],
+        "save_seg_npy": "seg_npy" in kinds, "save_flows": "flows" in kinds, "no_rois": "rois" not in kinds,
+        "no_overlay": "overlay" not in kinds, "no_csv": "csv" not in kinds, "chunked": bool(batch.get("chunked")),
+        "restore_types": ",".join(restore) if isinstance(restore, list) else restore,
+        "restore_target": batch.get("restore_target") or DEFAULTS.restore.target,
+        "save_geojson": batch.get("geojson") is not None, "track": batch.get("track") is not None,
+        "label_format": batch.get("label_format") or "ome-tiff",
+    }

@@ -6,6 +6,11 @@ module ``fiji_scripts/jars/Lib/cellseg_fiji.py`` into ``Fiji.app/jars/Lib/``
 (Jython's library folder in Fiji), and writes ``jars/Lib/cellseg_fiji.json``
 naming the command that runs THIS Python environment's ``cellseg``
 (``python -m cellseg_bridge.cli``), so the scripts find it without a PATH.
+
+When that command is this environment's, the file also caches ``cellseg defaults`` and
+the list of commands, with a stamp of ``cellseg_bridge/config.py`` (size, mtime): a
+script then starts Python once per call (the command itself) instead of also asking for
+the defaults; a changed ``config.py`` (an upgrade) makes the scripts ask again.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cellseg_bridge.errors import InputError
 from cellseg_bridge.fiji.jvm import find_fiji
@@ -23,7 +29,7 @@ from cellseg_bridge.io.atomic import atomic_output
 
 log = logging.getLogger(__name__)
 
-__all__ = ["InstallReport", "default_scripts_dir", "default_command", "install_scripts"]
+__all__ = ["InstallReport", "default_scripts_dir", "default_command", "defaults_cache", "install_scripts"]
 
 #: Menu folder of the scripts inside ``Fiji.app/scripts``.
 MENU_DIR = Path("scripts") / "Plugins" / "Cellseg"
@@ -52,11 +58,27 @@ def default_command() -> list[str]:
     return [sys.executable, "-m", "cellseg_bridge.cli"]
 
 
+def defaults_cache(commands: list[str]) -> dict[str, Any]:
+    """What the scripts may read instead of running ``cellseg defaults``: the defaults, the
+    commands, and the stamp (path, size, whole-second mtime) of the ``config.py`` they come from."""
+    from cellseg_bridge import config
+
+    source = Path(config.__file__).resolve()
+    stat = source.stat()
+    return {
+        "defaults": json.loads(json.dumps(config.DEFAULTS.to_dict())),  # exactly what `cellseg defaults` prints
+        "commands": sorted(commands),
+        "stamp": {"config_py": str(source), "size": stat.st_size, "mtime": int(stat.st_mtime)},
+    }
+
+
 def install_scripts(
     fiji: str | Path,
     *,
     scripts_dir: str | Path | None = None,
     command: list[str] | None = None,
+    commands: list[str] | None = None,
+    cache_defaults: bool | None = None,
 ) -> InstallReport:
     """Copy the Cellseg scripts and their helper into a Fiji installation (files replaced atomically).
 
@@ -68,6 +90,11 @@ def install_scripts(
         The ``fiji_scripts`` folder; default the one of this checkout.
     command : list of str, optional
         How the scripts run ``cellseg``; default :func:`default_command`.
+    commands : list of str, optional
+        The sub-commands of that ``cellseg`` (cached with the defaults).
+    cache_defaults : bool, optional
+        Cache :data:`~cellseg_bridge.config.DEFAULTS` and ``commands`` for the scripts; default:
+        when ``command`` is :func:`default_command` (the cache describes this environment).
 
     Returns
     -------
@@ -96,8 +123,11 @@ def install_scripts(
             shutil.copyfile(src, tmp)
         report.files.append(dest)
     config = root / LIB_DIR / CONFIG
+    content: dict[str, Any] = {"command": command}
+    if cache_defaults if cache_defaults is not None else command == default_command():
+        content.update(defaults_cache(commands or []))
     with atomic_output(config) as tmp:
-        Path(tmp).write_text(json.dumps({"command": command}, indent=2) + "\n", encoding="utf-8")
+        Path(tmp).write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
     report.files.append(config)
     log.info("installed %d files into %s", len(report.files), root)
     return report

@@ -8,6 +8,7 @@ fine-tunes the initial model on all corrections (a new, crash-safe cycle);
 
 - :mod:`~cellseg_bridge.hitl.project`: the project, ``next`` and ``add``;
 - :mod:`~cellseg_bridge.hitl.cycle`: one training cycle and its crash safety;
+- :mod:`~cellseg_bridge.hitl.models`: ``use`` (the current model) and ``export`` (into the model cache);
 - :mod:`~cellseg_bridge.hitl.corrections`: checking a corrected RoiSet against its image;
 - :mod:`~cellseg_bridge.hitl.evaluate`: held-out AP; :mod:`~cellseg_bridge.hitl.status`: the summary;
 - :mod:`~cellseg_bridge.hitl.manifest`: the manifest file, fingerprints, the project lock.

@@ -15,7 +15,10 @@ Crash safety, in order:
    written into it and the folder is renamed to ``models/cycle_NNN/``
    (an atomic rename);
 3. only then is the manifest (atomically replaced) told that cycle NNN exists
-   and is the current model.
+   and is the current model -- unless its held-out AP@0.5 is below the current
+   model's on the same held-out images: then the current model stays current, the
+   cycle's record says why (``not_current``) and a warning is logged; ``cellseg
+   hitl use CYCLE`` makes any cycle current.
 
 A crash before 3 leaves the previous model current. Running ``hitl train``
 again resumes the interrupted ``.partial`` folder from its last checkpoint when
@@ -140,6 +143,21 @@ def _stale_name(path: Path) -> Path:
     return target
 
 
+def _better_current(project: HitlProject, record: dict[str, Any], device: str) -> dict[str, Any] | None:
+    """Why the current model stays current (its held-out AP is higher than the new cycle's), or None."""
+    new = record.get("holdout")
+    current = project.current_model
+    if new is None or current == record["model"]:
+        return None
+    score = holdout_score(project, current, device=device)  # the same held-out images (cached scores)
+    if score is None or new["ap50"] >= score["ap50"]:
+        return None
+    message = (f"{record['model']}: held-out AP@0.5 {new['ap50']:.3f} is below {score['ap50']:.3f} of the current "
+               f"model {current}, which stays current; `cellseg hitl use {record['model']}` makes the new "
+               f"cycle current anyway")
+    return {"current": current, "current_ap50": score["ap50"], "ap50": new["ap50"], "message": message}
+
+
 def train_cycle(
     project: HitlProject,
     *,
@@ -171,7 +189,8 @@ def train_cycle(
     dict
         The cycle's record, as stored in the manifest (``cycle``, ``model``,
         ``weights``, ``train_images``, ``n_train_cells``, ``epochs``, ``seconds``,
-        ``final_loss``, ``holdout``, ``initial_holdout``, ``resumed``, ``finished``).
+        ``final_loss``, ``holdout``, ``initial_holdout``, ``resumed``, ``finished``; ``not_current``
+        when the cycle scored below the current model on the held-out images and was not made current).
 
     Raises
     ------
@@ -259,7 +278,12 @@ def train_cycle(
             init = holdout_score(project, "initial", device=device)
             record["initial_holdout"] = None if init is None else {k: init[k] for k in ("ap50", "n_images")}
         project.manifest["cycles"].append(record)
-        project.manifest["current_model"] = key
+        kept = _better_current(project, record, device) if evaluate else None
+        if kept is None:
+            project.manifest["current_model"] = key
+        else:
+            record["not_current"] = kept
+            logger.warning("%s", kept["message"])
         write_manifest(project.directory, project.manifest)
     logger.info("%s done: %d epochs on %d image(s) in %.0f s", key, record["epochs"], len(record["train_images"]),
                 record["seconds"])

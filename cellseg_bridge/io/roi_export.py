@@ -107,7 +107,9 @@ def labels_to_rois(
     axes : str, optional
         Axis letters of ``labels``, from ``T``, ``C``, ``Z`` followed by
         ``YX``, e.g. ``"ZYX"``, ``"TZYX"``, ``"TCZYX"`` (any order of the
-        non-spatial axes). Default: ``"YX"`` for 2D, ``"ZYX"`` for 3D input;
+        non-spatial axes). Default: ``"YX"`` for 2D, ``"ZYX"`` for 3D input,
+        and for 4D input ``"TZYX"``, what :func:`~cellseg_bridge.segmentation.pipeline.segment`
+        returns, with its axes of length 1 left out (a 2D image gives plain 2D ROIs);
         required for more dimensions.
     position : mapping of str to int, optional
         0-based positions on hyperstack axes NOT in ``axes``, e.g.
@@ -131,6 +133,10 @@ def labels_to_rois(
     if multipart not in MULTIPART_MODES:
         raise InputError(f"multipart must be one of {MULTIPART_MODES}, got {multipart!r}")
     lab = as_label_image(labels)
+    if axes is None and lab.ndim == 4:  # segment()'s (T, Z, Y, X): drop the axes of length 1
+        kept = [i for i in range(2) if lab.shape[i] > 1]
+        axes = "".join("TZ"[i] for i in kept) + "YX"
+        lab = lab.reshape(tuple(lab.shape[i] for i in kept) + lab.shape[2:])
     axes = _check_axes(axes, lab.shape)
     fixed = _check_position(position, axes)
     stack_axes = axes[:-2]

@@ -368,7 +368,7 @@ def roi_to_mask(roi: ImagejRoi, shape: tuple[int, int]) -> np.ndarray:
 
 
 def _default_axes(ndim: int) -> str:
-    defaults = {2: "YX", 3: "ZYX", 5: "TCZYX"}
+    defaults = {2: "YX", 3: "ZYX", 4: "TZYX", 5: "TCZYX"}  # 4: the labels of segment()
     if ndim not in defaults:
         raise InputError(f"a {ndim}-D shape needs an explicit axes string (e.g. 'CZYX')")
     return defaults[ndim]
@@ -434,7 +434,7 @@ def rois_to_labels(
         ``(Y, X)``, ``(Z, Y, X)``, or any shape described by ``axes``.
     axes : str, optional
         Axis letters for ``shape`` from ``T``, ``C``, ``Z``, ``Y``, ``X`` (default
-        ``YX``, ``ZYX`` or ``TCZYX`` by dimension). Positions of ROIs are ignored for 2-D
+        ``YX``, ``ZYX``, ``TZYX`` (the labels of ``segment``) or ``TCZYX`` by dimension). Positions of ROIs are ignored for 2-D
         shapes.
     overlap : {"last", "first"}, optional
         Who owns a pixel claimed by several ROIs: the later ROI (``"last"``, what ImageJ

@@ -11,12 +11,13 @@ The table is a dict of equally long numpy columns, in this order:
 ``label``
     the label value.
 ``t``
-    0-based time index (only when the labels have a ``T`` axis longer than 1).
-    Each time point is measured on its own.
+    1-based time point, as ImageJ numbers frames and as the ROI names say
+    (``cell_0001_t003`` is in row ``t = 3``); only when the labels have a ``T``
+    axis longer than 1. Each time point is measured on its own.
 ``z``
-    0-based plane index (only in per-plane mode with a ``Z`` axis longer than
-    1: each plane is measured on its own, as for plane-by-plane 2D segmentation
-    without stitching).
+    1-based plane (slice), as ImageJ and the ROI names number them; only in
+    per-plane mode with a ``Z`` axis longer than 1: each plane is measured on
+    its own, as for plane-by-plane 2D segmentation without stitching.
 ``area`` / ``area_um2``
     2D objects: pixel count, and µm² when the Y and X pixel sizes are known.
 ``volume`` / ``volume_um3``
@@ -118,9 +119,9 @@ def measure_cells(
         part = _measure_block(block, values, three_d)
         n = part["label"].size
         if n_t > 1:
-            part["t"] = np.full(n, t, np.int64)
+            part["t"] = np.full(n, t + 1, np.int64)  # 1-based, as ImageJ and the ROI names
         if z is not None and n_z > 1:
-            part["z"] = np.full(n, z, np.int64)
+            part["z"] = np.full(n, z + 1, np.int64)
         parts.append(part)
 
     table: dict[str, np.ndarray] = {}

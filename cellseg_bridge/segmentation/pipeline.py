@@ -19,7 +19,9 @@ Steps, per time point (each time point is independent):
 3. **Scale.** ``rescale = diam_mean / diameter``. With ``diameter=None``: if the
    model has a size model (2D only), the Cellpose rule: styles at the model's
    own scale -> style estimate -> one segmentation at that scale (masks at
-   network scale, 200 iterations) -> final diameter = median mask diameter
+   network scale, 200 iterations, the DEFAULT cellprob/flow thresholds and
+   min_size as Cellpose's SizeModel, so that ``cellprob_threshold`` changes the
+   final masks only, not the diameter) -> final diameter = median mask diameter
    (``diam_mean`` if none); otherwise the model's ``diam_labels`` (its mean
    training diameter), as Cellpose's ``CellposeModel.eval``.
 4. **Network.** Bilinear resize by ``rescale`` (sizes truncated), pad, tiles of
@@ -142,6 +144,8 @@ class SegmentResult:
         Seconds spent in ``network`` and ``masks`` (all time points).
     choice : ModelChoice or None
         With ``model="auto"``: the zoo model chosen and its confidence.
+    physical_pixel_sizes : dict
+        ``{"Z", "Y", "X"}`` in µm (None where unknown), from the image.
     """
 
     labels: np.ndarray
@@ -154,6 +158,23 @@ class SegmentResult:
     options: SegmentOptions
     timings: dict[str, float] = field(default_factory=dict)
     choice: ModelChoice | None = None
+    physical_pixel_sizes: dict[str, float | None] = field(default_factory=dict)
+
+    def to_dataarray(self) -> Any:
+        """The labels as an ``xarray.DataArray`` (dims T, Z, Y, X) with the pixel sizes, model and diameter.
+
+        Single time points and planes stay as axes of length 1 (``.squeeze()`` drops them).
+        """
+        import xarray as xr
+
+        return xr.DataArray(
+            self.labels,
+            dims=("T", "Z", "Y", "X"),
+            name="labels",
+            attrs={"physical_pixel_sizes": dict(self.physical_pixel_sizes), "model": self.model,
+                   "diameter": self.diameter, "diameters": list(self.diameters),
+                   "options": dataclasses.asdict(self.options)},
+        )
 
 
 # --------------------------------------------------------------------------- input handling
@@ -207,13 +228,14 @@ class _Runner:
         self.t_net += time.perf_counter() - tic
         return y, style
 
-    def masks(self, dp: np.ndarray, cellprob: np.ndarray, niter: int, *, min_size=None, flow_threshold=None):
+    def masks(self, dp: np.ndarray, cellprob: np.ndarray, niter: int, *, min_size=None, flow_threshold=None,
+              cellprob_threshold=None):
         o = self.opts
         tic = time.perf_counter()
         lab = compute_masks(
             dp,
             cellprob,
-            cellprob_threshold=o.cellprob_threshold,
+            cellprob_threshold=o.cellprob_threshold if cellprob_threshold is None else cellprob_threshold,
             flow_threshold=o.flow_threshold if flow_threshold is None else flow_threshold,
             niter=niter,
             min_size=o.min_size if min_size is None else min_size,
@@ -248,7 +270,12 @@ class _Runner:
             d_style = m.diam_mean
         rescale = m.diam_mean / d_style
         y, _ = self.net(plane[None], rescale)  # masks at network scale (resample=False)
-        lab = self.masks(y[0, :2], y[0, 2], 200)
+        # with the default thresholds, as Cellpose's SizeModel: the user's cellprob / flow thresholds
+        # (and min_size) shape the final masks only, not the diameter (a lower cellprob threshold
+        # would otherwise grow these masks, hence the diameter, and give fewer, larger cells)
+        base = DEFAULTS.segment
+        lab = self.masks(y[0, :2], y[0, 2], 200, min_size=base.min_size, flow_threshold=base.flow_threshold,
+                         cellprob_threshold=base.cellprob_threshold)
         # back to image size by nearest neighbour (cv2.INTER_NEAREST: src = floor(dst * in / out))
         ly, lx = plane.shape[-2:]
         iy = np.minimum((np.arange(ly) * lab.shape[0]) // ly, lab.shape[0] - 1)
@@ -422,4 +449,5 @@ def segment(
         model=model.name,
         options=opts,
         timings={"network": run.t_net, "masks": run.t_masks},
+        physical_pixel_sizes={axis: sizes.get(axis) for axis in ("Z", "Y", "X")},
     )

@@ -348,11 +348,13 @@ def _read_image(path: Path) -> Any:
 
 
 def _read_label_file(path: Path) -> np.ndarray:
-    import tifffile
+    """A label image as an array: TIFFs through the image reader (one TIFF path for images and
+    masks: ImageJ's big-endian TIFFs, OME-TIFF, tiled files), other formats through imageio."""
+    if path.suffix.lower() in (".tif", ".tiff"):
+        from cellseg_bridge.io.reader import open_image
 
+        return np.asarray(open_image(path).values)  # (T, C, Z, Y, X); load_pair squeezes it
     try:
-        if path.suffix.lower() in (".tif", ".tiff"):
-            return np.asarray(tifffile.imread(path))
         import imageio.v3 as iio
 
         return np.asarray(iio.imread(path))

@@ -62,18 +62,21 @@ def write_curves(curves: list[dict], out_dir: Path, png: bool = True) -> None:
         logger.warning("matplotlib not installed: curves.png not written")
         return
     ep = [r["epoch"] for r in curves]
-    fig, ax = plt.subplots(1, 2, figsize=(9, 3.5))
+    val = [r for r in curves if r.get("ap50") is not None]
+    # the validation panel only when there is validation (no empty panel without a validation set)
+    fig, axes = plt.subplots(1, 2 if val else 1, figsize=(9 if val else 4.5, 3.5), squeeze=False)
+    ax = axes[0]
     ax[0].plot(ep, [r["loss"] for r in curves])
     ax[0].set_xlabel("epoch")
     ax[0].set_ylabel("training loss")
     ax[0].set_yscale("log")
-    val = [r for r in curves if r.get("ap50") is not None]
-    for key in ("ap50", "ap75", "ap90"):
-        ax[1].plot([r["epoch"] for r in val], [r[key] for r in val], marker="o", label=key)
-    ax[1].set_xlabel("epoch")
-    ax[1].set_ylabel("validation AP")
-    ax[1].set_ylim(0, 1)
-    ax[1].legend()
+    if val:
+        for key in ("ap50", "ap75", "ap90"):
+            ax[1].plot([r["epoch"] for r in val], [r[key] for r in val], marker="o", label=key)
+        ax[1].set_xlabel("epoch")
+        ax[1].set_ylabel("validation AP")
+        ax[1].set_ylim(0, 1)
+        ax[1].legend()
     fig.tight_layout()
     with atomic_output(out_dir / "curves.png") as tmp:
         fig.savefig(tmp, dpi=80)

@@ -94,7 +94,8 @@ def test_convert_with_fake_reader(tmp_path, fake_reader):
     src = _fake_inputs(tmp_path / "in")
     out = tmp_path / "out"
     report = convert(src, out, quiet=True)
-    assert sorted(p.name for p in out.iterdir()) == ["multi_s0_Pos_A.ome.tif", "multi_s1_Pos_B.ome.tif", "one.ome.tif"]
+    assert sorted(p.name for p in out.iterdir()) == ["cellseg_run.json", "multi_s0_Pos_A.ome.tif",
+                                                     "multi_s1_Pos_B.ome.tif", "one.ome.tif"]
     assert len(report.done) == 3 and report.failed[0][0] == str(src / "broken.czi")
     assert "cannot read this file" in report.failed[0][1]
     with tifffile.TiffFile(out / "multi_s1_Pos_B.ome.tif") as tif:
@@ -162,7 +163,7 @@ def test_cli_convert_real_files(vendor_folder, tmp_path):
         scenes = list_scenes(src)
         expected |= {output_name(file_stem(src), i, str(name), len(scenes)) for i, name in enumerate(scenes)}
     assert "pims_cluster.ome.tif" in expected and len(expected) == 5  # the LIF has 3 scenes
-    assert sorted(p.name for p in out.iterdir()) == sorted(expected)
+    assert sorted(p.name for p in out.iterdir()) == sorted(expected | {"cellseg_run.json"})
     assert f"{len(expected)} converted, 0 skipped (already done), 1 failed" in result.output
 
     # metadata kept: compare every output with its source scene
@@ -185,7 +186,7 @@ def test_cli_convert_real_files(vendor_folder, tmp_path):
     mtimes = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     again = runner.invoke(main, ["convert", str(vendor_folder), "--out", str(out)])
     assert again.exit_code == 1  # the corrupt file still fails
-    assert f"0 converted, {len(mtimes)} skipped" in again.output
+    assert f"0 converted, {len(expected)} skipped" in again.output
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == mtimes
 
     # --overwrite rewrites
@@ -204,7 +205,8 @@ def test_cli_convert_scene_option_and_exit_zero(vendor_folder, tmp_path):
     lif = vendor_folder / "LeicaLASX_wavelength-sweep_example.lif"
     result = CliRunner().invoke(main, ["convert", str(lif), "--out", str(out), "--scene", "0"])
     assert result.exit_code == 0, result.output
-    assert [p.name for p in out.iterdir()] == ["LeicaLASX_wavelength-sweep_example_s0_x_y_lambdaEmi.ome.tif"]
+    assert sorted(p.name for p in out.iterdir()) == ["LeicaLASX_wavelength-sweep_example_s0_x_y_lambdaEmi.ome.tif",
+                                                     "cellseg_run.json"]
     missing = CliRunner().invoke(main, ["convert", str(tmp_path / "nothing*.czi"), "--out", str(out)])
     assert missing.exit_code == 1 and "matched no input files" in missing.output
 

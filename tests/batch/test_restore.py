@@ -47,9 +47,13 @@ def test_restore_files_writes_restored_ome_tiff_and_metadata(inputs, tiny_restor
     meta = json.loads((tmp_path / "cells_restored.json").read_text())
     assert meta["restored_channels"] == [0] and meta["types"] == ["model"]
     assert (inputs / "cells.ome.tif").read_bytes() == before  # input untouched
-    again = restore_files([inputs / "cells.ome.tif"], tmp_path, model=str(tiny_restore_path), device="cpu",
-                          quiet=True)
+    again = restore_files([inputs / "cells.ome.tif"], tmp_path, model=str(tiny_restore_path), channel="DAPI",
+                          device="cpu", quiet=True)
     assert again.to_dict()["items"][0]["status"] == "skipped"
+    other = restore_files([inputs / "cells.ome.tif"], tmp_path, model=str(tiny_restore_path), channel="GFP",
+                          device="cpu", quiet=True)  # other parameters (cellseg_run.json): redone
+    assert other.to_dict()["items"][0]["status"] == "done"
+    assert json.loads((tmp_path / "cellseg_run.json").read_text())["options"]["channel"] == "GFP"
 
 
 def test_restore_files_reports_a_missing_model_per_item(inputs, tmp_path, monkeypatch):

@@ -117,8 +117,8 @@ def test_outputs_and_their_content(inputs, tmp_path, engine):
     report = segment_files(inputs, out, quiet=True, segment_fn=engine.segment, load_model_fn=engine.load_model)
     assert engine.loads == [(DEFAULTS.segment.model, DEFAULTS.segment.device)]  # loaded once
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        f"{stem}{suffix}" for stem in ("a", "stack")
-        for suffix in ("_labels.ome.tif", "_RoiSet.zip", "_cells.csv", "_overlay.png")
+        [f"{stem}{suffix}" for stem in ("a", "stack")
+         for suffix in ("_labels.ome.tif", "_RoiSet.zip", "_cells.csv", "_overlay.png")] + ["cellseg_run.json"]
     )
     assert [source for source, _ in report.failed] == [str(inputs / "broken.tif")]
     assert len(report.done) == 8 and not report.ok
@@ -139,7 +139,7 @@ def test_outputs_and_their_content(inputs, tmp_path, engine):
         n_objects = sum(len(np.unique(p)) - 1 for p in expected.reshape((-1,) + expected.shape[2:]))
         assert len(rows) == n_objects  # per plane for a stack segmented plane by plane
         for row in rows:
-            plane = expected[0, int(row.get("z", 0))]
+            plane = expected[0, int(row.get("z", 1)) - 1]  # z is 1-based, as in the ROI names
             assert int(row["area"]) == np.count_nonzero(plane == int(row["label"]))
             assert float(row["area_um2"]) == pytest.approx(int(row["area"]) * 0.25)
         png = iio.imread(out / f"{stem}_overlay.png")
@@ -202,7 +202,8 @@ def test_a_failing_output_leaves_no_output_of_that_item(inputs, tmp_path, engine
     assert list(out.iterdir()) == []  # labels/ROIs/CSV were staged, never moved in; no staging folder left
     without_overlay = segment_files(inputs / "a.ome.tif", out, outputs=("labels", "csv"), quiet=True,
                                     segment_fn=engine.segment, load_model_fn=engine.load_model)
-    assert without_overlay.ok and sorted(p.name for p in out.iterdir()) == ["a_cells.csv", "a_labels.ome.tif"]
+    assert without_overlay.ok and sorted(p.name for p in out.iterdir()) == ["a_cells.csv", "a_labels.ome.tif",
+                                                                                   "cellseg_run.json"]
 
 
 def test_seg_npy_and_flows(inputs, tmp_path, engine):
@@ -241,6 +242,10 @@ def test_time_lapse_hyperstack_positions_and_table(tmp_path, engine):
     assert np.array_equal(decoded > 0, expected > 0)
     rows = _csv_rows(out / "movie_cells.csv")
     assert list(rows[0])[:4] == ["label", "t", "z", "area"]
+    # CSV rows and ROI names number t and z alike, 1-based as ImageJ (issue 18 defect 9)
+    assert {(int(r["t"]), int(r["z"])) for r in rows} == {(t, z) for t in (1, 2, 3) for z in (1, 2)}
+    first = next(r for r in rows if r["t"] == "2" and r["z"] == "1")
+    assert f"cell_{int(first['label']):04d}_t002_z001" in {r.name for r in rois}
     assert len(rows) == sum(len(np.unique(expected[t, z])) - 1 for t in range(3) for z in range(2))
     # one stack axis but several channels: hyperstack positions, channel 0 = all
     zstack = tmp_path / "zc.ome.tif"
@@ -261,7 +266,7 @@ def test_multi_scene_names_and_scene_selection(tmp_path, engine):
     out = tmp_path / "out"
     report = segment_files(src, out, outputs=("labels",), quiet=True, segment_fn=engine.segment,
                            load_model_fn=engine.load_model)
-    assert sorted(p.name for p in out.iterdir()) == ["plate_s0_Image_0_labels.ome.tif",
+    assert sorted(p.name for p in out.iterdir()) == ["cellseg_run.json", "plate_s0_Image_0_labels.ome.tif",
                                                       "plate_s1_Image_1_labels.ome.tif"]
     assert [(i.scene, i.scene_name) for i in report.items] == [(0, "Image:0"), (1, "Image:1")]
     only = segment_files(src / "plate.tif", tmp_path / "out2", scene="1", outputs=("labels",), quiet=True,
@@ -337,7 +342,8 @@ def test_cli_options_reach_segment(inputs, tmp_path, engine):
     assert (call["diameter"], call["channel"]) == (12.0, 0)
     assert (call["cellprob_threshold"], call["flow_threshold"]) == (-1.0, 0.2)
     assert call["do_3d"] and call["stitch_threshold"] == 0.3 and call["tile_size"] == 128 and call["augment"]
-    assert sorted(p.name for p in out.iterdir()) == ["stack_cells.csv", "stack_flows.ome.tif", "stack_labels.ome.tif"]
+    assert sorted(p.name for p in out.iterdir()) == ["cellseg_run.json", "stack_cells.csv", "stack_flows.ome.tif",
+                                                     "stack_labels.ome.tif"]
     assert "centroid_z" in _csv_rows(out / "stack_cells.csv")[0]  # 3D objects with --do-3d
 
 

@@ -73,8 +73,8 @@ def test_track_links_labels_and_writes_tracks(tmp_path, engine):  # noqa: F811
     rows = _csv_rows(out / "movie_tracks.csv")
     assert list(rows[0]) == ["track", "frame", "label", "centroid_x", "centroid_y", "area", "area_um2"]
     assert [(r["track"], r["frame"]) for r in rows] == [
-        ("1", "0"), ("2", "0"), ("3", "0"), ("1", "1"), ("2", "1"), ("3", "1"), ("2", "2"), ("3", "2"),
-        ("2", "3"), ("3", "3")]
+        ("1", "1"), ("2", "1"), ("3", "1"), ("1", "2"), ("2", "2"), ("3", "2"), ("2", "3"), ("3", "3"),
+        ("2", "4"), ("3", "4")]  # frames 1-based, as the cells CSV's t and the ROI names
     assert all(float(r["area"]) == 36 for r in rows)
     assert float(rows[4]["centroid_y"]) == 10 + 2 + 2.5
     cells = _csv_rows(out / "movie_cells.csv")

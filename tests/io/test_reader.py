@@ -76,9 +76,10 @@ FILES = [
      (None, 52.47841 / 511, 52.47828 / 511), ["Green", "Red"]),
     ("ome_tiff/s_1_t_1_c_1_z_1.ome.tiff", 0, 1, 1, 1, 325, 475, "uint16",
      (None, 1.0833333333333333, 1.0833333333333333), ["Bright"]),
-    # ImageJ: BBBC022 has no calibration; hela is RGB at 19.420064 px/µm; the stack is slices=5
+    # ImageJ: BBBC022 has no calibration (its slice labels name the channels, as Fiji shows them);
+    # hela is RGB at 19.420064 px/µm; the stack is slices=5
     ("imagej_tiff/BBBC022_IXMtest_A02_s9.tif", 0, 1, 3, 1, 395, 695, "uint16",
-     (None, None, None), ["Channel:0:0", "Channel:0:1", "Channel:0:2"]),
+     (None, None, None), ["IXMtest_A02_s9_c1.tif", "IXMtest_A02_s9_c2.tif", "IXMtest_A02_s9_c3.tif"]),
     ("imagej_tiff/hela-cells.tif", 0, 1, 3, 1, 512, 672, "uint16",
      (None, 1 / 19.420064, 1 / 19.420064), ["Red", "Green", "Blue"]),
     ("imagej_tiff/pims_tiff_stack.tif", 0, 1, 1, 5, 512, 512, "uint16",

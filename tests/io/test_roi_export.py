@@ -131,7 +131,7 @@ def test_hyperstack_positions():
         (np.array([[0, -3]], np.int32), {}),
         (np.array([[0.0, 1.5]]), {}),
         (np.ones((2, 2), np.uint8), {"multipart": "split"}),
-        (np.ones((2, 2, 2, 2), np.uint8), {}),
+        (np.ones((2, 2, 2, 2, 2), np.uint8), {}),  # 4D is segment()'s (T, Z, Y, X); 5D needs axes
         (np.ones((2, 2, 2), np.uint8), {"axes": "TZYX"}),
         (np.ones((2, 2, 2), np.uint8), {"axes": "YXZ"}),
         (np.ones((2, 2, 2, 2), np.uint8), {"axes": "ZZYX"}),

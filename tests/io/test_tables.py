@@ -57,15 +57,15 @@ def test_3d_objects_and_per_plane_and_time():
     labels[1, 1, 0, 0] = 5
     vol = measure_cells(labels, pixel_sizes={"Z": 2.0, "Y": 1.0, "X": 0.5})
     assert list(vol) == ["label", "t", "volume", "volume_um3", "centroid_z", "centroid_y", "centroid_x"]
-    assert vol["t"].tolist() == [0, 1] and vol["volume"].tolist() == [12, 1]
+    assert vol["t"].tolist() == [1, 2] and vol["volume"].tolist() == [12, 1]
     assert vol["volume_um3"].tolist() == [12.0, 1.0] and vol["centroid_z"].tolist() == [1.0, 1.0]
     flat = measure_cells(labels, per_plane=True)
     assert list(flat) == ["label", "t", "z", "area", "centroid_y", "centroid_x"]
-    assert flat["z"].tolist() == [0, 1, 2, 1] and flat["area"].tolist() == [4, 4, 4, 1]
+    assert flat["z"].tolist() == [1, 2, 3, 2] and flat["area"].tolist() == [4, 4, 4, 1]
     zyx = measure_cells(labels[0], axes="ZYX")
     assert "t" not in zyx and zyx["volume"].tolist() == [12]
     tyx = measure_cells(labels[:, 1], axes="TYX")
-    assert tyx["t"].tolist() == [0, 1] and "area" in tyx
+    assert tyx["t"].tolist() == [1, 2] and "area" in tyx
 
 
 def test_sparse_large_label_values():

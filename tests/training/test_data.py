@@ -133,3 +133,26 @@ def test_corrupt_roi_entry_is_skipped(tmp_path, nuc):
     (pair,) = find_pairs(d)
     _, labels = load_pair(pair)
     assert len(np.unique(labels)) == len(np.unique(lab))
+
+
+def test_big_endian_imagej_masks_load_like_images(tmp_path, nuc, monkeypatch):
+    """Issue 18 defect 1: masks go through the image reader, so ImageJ's big-endian TIFFs (any Fiji) load.
+
+    ``tifffile.imread`` fails on them where tifffile is held below 2023.3.15 (the aicsimageio
+    extra) under numpy 2 (``ndarray.newbyteorder``); it is made to fail so here, as a mask
+    reader of its own would. ImageJ itself writing the masks (with Fiji's preferences) is tested
+    in tests/fiji/test_scripts.py.
+    """
+
+    def old_imread(*args, **kwargs):
+        raise AttributeError("'numpy.ndarray' object has no attribute 'newbyteorder'")
+
+    monkeypatch.setattr(tifffile, "imread", old_imread)
+    img, lab = nuc
+    d = tmp_path / "d"
+    d.mkdir()
+    tifffile.imwrite(d / "be.tif", img.astype(np.float32), imagej=True, byteorder=">")
+    tifffile.imwrite(d / "be_masks.tif", lab.astype(np.uint16), imagej=True, byteorder=">")
+    (pair,) = find_pairs(d)
+    image, labels = load_pair(pair)
+    assert labels.dtype.byteorder in ("=", "|", "<") and np.array_equal(labels, lab)

@@ -30,6 +30,7 @@ from cellseg_bridge.io._backends.common import (
 from cellseg_bridge.io._backends.lif import _open_lif, _open_readlif
 from cellseg_bridge.io._backends.tiff import (
     _check_ome_shape,
+    _imagej_channel_names,
     _inspect_tiff,
     _tiff_layout,
     _tiff_pixel_sizes,
@@ -98,7 +99,8 @@ def _open_tiff(path: Path, scene: int | str | None, axes: str | None) -> _Image:
     tiff, scenes, index, dims = _tiff_layout(path, scene, axes)
     data = _tiled_tiff_array(path, index, tiff.series[index], dims)
     sizes = _tiff_pixel_sizes(path, index, tiff.is_imagej)
-    return _Image(data, dims, None, sizes, scenes, index, "tifffile")
+    names = _imagej_channel_names(path, dims, tiff.series[index].shape, tiff.is_imagej)
+    return _Image(data, dims, names, sizes, scenes, index, "tifffile")
 
 
 def scene_names(path: Path, fmt: str) -> list[str]:

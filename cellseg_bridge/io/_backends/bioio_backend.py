@@ -46,6 +46,7 @@ from cellseg_bridge.io._backends.common import (
 from cellseg_bridge.io._backends.lif import _open_lif, _open_readlif
 from cellseg_bridge.io._backends.tiff import (
     _check_ome_shape,
+    _imagej_channel_names,
     _inspect_tiff,
     _is_large_plane,
     _tiff_layout,
@@ -152,8 +153,9 @@ def _open_tiff(path: Path, scene: int | str | None, axes: str | None) -> _Image:
     tiff, scenes, index, dims = _tiff_layout(path, scene, axes)
     series = tiff.series[index]
     sizes = _tiff_pixel_sizes(path, index, tiff.is_imagej)
+    names = _imagej_channel_names(path, dims, series.shape, tiff.is_imagej)
     if _is_large_plane(series.shape, dims) or not _bioio_tifffile_works():
-        return _Image(_tiled_tiff_array(path, index, series, dims), dims, None, sizes, scenes, index, "tifffile-tiles")
+        return _Image(_tiled_tiff_array(path, index, series, dims), dims, names, sizes, scenes, index, "tifffile-tiles")
     reader_class = _reader_class("TIFF")
     with _third_party_boundary(path, "TIFF"):
         reader = reader_class(path, dim_order=dims)
@@ -162,7 +164,7 @@ def _open_tiff(path: Path, scene: int | str | None, axes: str | None) -> _Image:
     found = "".join(str(d) for d in xdata.dims)
     if sorted(found) != sorted(dims) or tuple(xdata.shape) != tuple(series.shape[dims.index(d)] for d in found):
         raise InputError(f"bioio-tifffile read axes {found} {xdata.shape}, expected {dims} {series.shape}", path)
-    return _Image(xdata.data, found, None, sizes, scenes, index, PLUGINS["TIFF"])
+    return _Image(xdata.data, found, names, sizes, scenes, index, PLUGINS["TIFF"])
 
 
 def _bioio_tifffile_works() -> bool:

@@ -313,6 +313,33 @@ def _tiff_pixel_sizes(path: Path, series_index: int, is_imagej: bool) -> ScaleDi
     return {"Z": None, "Y": _size_from_resolution(yres, factor), "X": _size_from_resolution(xres, factor)}
 
 
+def _imagej_channel_names(path: Path, dims: str, shape: tuple[int, ...], is_imagej: bool) -> list[str] | None:
+    """Channel names of an ImageJ TIFF from its slice labels ("Labels"), as Fiji shows them.
+
+    ImageJ orders the planes channel fastest, so channel ``c`` owns labels ``c, c + C, c + 2C, ...``.
+    A channel is named when its planes carry one label (first line; empty labels ignored), e.g.
+    a label set on each channel of a composite. None (placeholder names) when the file is not an
+    ImageJ TIFF or has no labels, when a channel's planes carry different labels (per-slice
+    labels such as file names of a stack), or when names are missing or repeated.
+    """
+    if not is_imagej:
+        return None
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        labels = (tif.imagej_metadata or {}).get("Labels")
+    n_channels = shape[dims.index("C")] if "C" in dims else 1
+    if not isinstance(labels, (list, tuple)) or len(labels) < n_channels:
+        return None
+    names = []
+    for c in range(n_channels):
+        found = {str(label).split("\n")[0].strip() for label in labels[c::n_channels]} - {""}
+        if len(found) != 1:
+            return None
+        names.append(found.pop())
+    return names if len(set(names)) == len(names) else None
+
+
 def _size_from_resolution(tag: Any, um_per_unit: float) -> float | None:
     """Pixel size in µm from a TIFF rational resolution (pixels per unit)."""
     if tag is None:

@@ -16,7 +16,12 @@ Python environment and read back its JSON result. They work in two places:
 The ``cellseg`` command is, in order: the script's ``cellseg`` parameter, the
 environment variable ``CELLSEG_COMMAND``, ``cellseg_fiji.json`` beside this file
 (written by ``cellseg fiji install``), or ``cellseg`` on the PATH. Defaults come
-from ``cellseg defaults`` (one source for the API, the CLI and these scripts).
+from ``cellseg defaults`` (one source for the API, the CLI and these scripts), cached
+in ``cellseg_fiji.json`` at install time so that a call starts Python once.
+
+The user's image is never changed: it is saved as a copy (:func:`save_for_cellseg`).
+Parameters are checked here (:func:`number`, :func:`choice`); when cellseg fails, its
+own error message is shown (:func:`failure_text`).
 """
 import colorsys
 import json
@@ -41,6 +46,7 @@ CONFIG_NAME = "cellseg_fiji.json"
 RESULT_PREFIX = "CELLSEG_RESULT "
 _PARAM = re.compile(r"^#@\s*(\w+)\s*(\((.*)\))?\s*(\w+)\s*$")
 _ATTR_VALUE = re.compile(r"""value\s*=\s*("([^"]*)"|[^,\s)]+)""")
+_ATTR_CHOICES = re.compile(r"""choices\s*=\s*\{([^}]*)\}""")
 _GOLDEN = 0.6180339887498949
 _SATURATIONS = (1.0, 0.7, 0.5)
 _VALUES = (1.0, 0.8, 0.6)
@@ -54,6 +60,11 @@ class CellsegFailure(Exception):
 
 def parse_parameter_lines(text):
     """[(type, name, default string or None)] of the ``#@`` input lines of a script."""
+    return [(kind, name, default) for kind, name, default, _ in parameter_specs(text)]
+
+
+def parameter_specs(text):
+    """[(type, name, default string or None, choices tuple or None)] of the ``#@`` input lines of a script."""
     params = []
     for line in text.splitlines():
         match = _PARAM.match(line.strip())
@@ -64,7 +75,10 @@ def parse_parameter_lines(text):
         default = None
         if value:
             default = value.group(2) if value.group(2) is not None else value.group(1)
-        params.append((kind, name, default))
+        choices = _ATTR_CHOICES.search(attrs)
+        if choices:
+            choices = tuple(c.strip().strip('"') for c in choices.group(1).split(","))
+        params.append((kind, name, default, choices or None))
     return params
 
 
@@ -72,9 +86,12 @@ def _convert(kind, text, name):
     if text is None:
         return None
     if kind in ("Float", "Double", "float", "double"):
-        return float(text)
+        return number(text, name)
     if kind in ("Integer", "Long", "int", "long"):
-        return int(float(text))
+        value = number(text, name)
+        if value != int(value):
+            raise CellsegFailure("parameter %s: expected a whole number, got %r" % (name, text))
+        return int(value)
     if kind in ("Boolean", "boolean"):
         if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
             raise CellsegFailure("parameter %s: expected true or false, got %r" % (name, text))
@@ -99,23 +116,61 @@ def script_parameters(namespace, script_path=None, argv=None):
     if not script_path or not script_path.endswith(".py") or not os.path.isfile(script_path):
         # Fiji: no script file on the command line; it injected the parameters as variables
         return dict((k, v) for k, v in namespace.items() if not k.startswith("_")), False
-    spec = parse_parameter_lines(open(script_path).read())
-    if spec and all(name in namespace for _, name, _ in spec):
-        return dict((name, namespace[name]) for _, name, _ in spec), False
+    spec = parameter_specs(open(script_path).read())
+    if spec and all(name in namespace for _, name, _, _ in spec):
+        return dict((name, namespace[name]) for _, name, _, _ in spec), False
     given = {}
     for arg in argv[1:]:
         if "=" not in arg:
             raise CellsegFailure("arguments are name=value, got %r" % arg)
         key, value = arg.split("=", 1)
         given[key] = value
-    known = set(name for _, name, _ in spec)
+    known = set(name for _, name, _, _ in spec)
     unknown = sorted(set(given) - known)
     if unknown:
         raise CellsegFailure("unknown parameter(s) %s; this script takes %s" % (", ".join(unknown), ", ".join(sorted(known))))
     params = {}
-    for kind, name, default in spec:
+    for kind, name, default, choices in spec:
         params[name] = _convert(kind, given.get(name, default), name)
+        if choices:
+            choice(params, name, choices)
     return params, True
+
+
+def number(value, name, allow_empty=False):
+    """A number parameter (a number or its text) as a float; CellsegFailure naming the parameter otherwise.
+
+    With ``allow_empty``, None or blank text gives None (the default of cellseg).
+    """
+    if value is None or (isinstance(value, basestring) and not value.strip()):
+        if allow_empty:
+            return None
+        raise CellsegFailure("parameter %s: a number is needed" % name)
+    try:
+        result = float(value)
+    except (ValueError, TypeError):
+        raise CellsegFailure("parameter %s: expected a number, got %r" % (name, value))
+    if result != result or result in (float("inf"), float("-inf")):
+        raise CellsegFailure("parameter %s: expected a finite number, got %r" % (name, value))
+    return result
+
+
+def choice(params, name, choices):
+    """The value of a choice parameter, checked against ``choices`` (macros can pass anything)."""
+    value = params.get(name)
+    if value not in choices:
+        raise CellsegFailure("parameter %s: expected one of %s, got %r" % (name, ", ".join(choices), value))
+    return value
+
+
+def option_args(params, names):
+    """``--flag value`` arguments of the number options ``names`` that are set (checked as numbers)."""
+    args = []
+    for name in names:
+        value = number(params.get(name), name, allow_empty=True)
+        if value is not None:
+            args += ["--" + name.replace("_", "-"), repr(value)]
+    return args
 
 
 def path_of(value):
@@ -136,11 +191,9 @@ def cellseg_command(explicit=""):
     env = os.environ.get("CELLSEG_COMMAND") or System.getenv("CELLSEG_COMMAND")
     if env:
         return _split(env)
-    config = os.path.join(os.path.dirname(os.path.abspath(__file__)), CONFIG_NAME)
-    if os.path.isfile(config):
-        data = json.load(open(config))
-        if data.get("command"):
-            return [str(part) for part in data["command"]]
+    data = installed_config()
+    if data.get("command"):
+        return [str(part) for part in data["command"]]
     return ["cellseg"]
 
 
@@ -150,7 +203,11 @@ def _split(text):
 
 
 def run_cellseg(command, args, log=None):
-    """Run ``cellseg ARGS``; return (exit status, stdout). Its log lines go to ImageJ's Log window."""
+    """Run ``cellseg ARGS``; return (exit status, stdout). Its log lines go to ImageJ's Log window.
+
+    When it fails, :func:`parse_json` and :func:`failure_text` give cellseg's own error message
+    (kept in ``LAST_ERRORS``).
+    """
     full = list(command) + list(args)
     (log or IJ.log)("cellseg: " + " ".join(full))
     try:
@@ -159,22 +216,69 @@ def run_cellseg(command, args, log=None):
         raise CellsegFailure("could not run %s: %s. Set the 'cellseg' parameter, CELLSEG_COMMAND, "
                              "or run `cellseg fiji install --fiji PATH` from your Python environment" % (full[0], exc))
     out, err = proc.communicate()
+    del LAST_ERRORS[:]
     for line in (err or "").splitlines():
         if line.strip():
             (log or IJ.log)("  " + line)
+            LAST_ERRORS.append(line.strip())
     return proc.returncode, out or ""
 
 
-def parse_json(text):
-    """The JSON value printed by a cellseg command (leading non-JSON lines ignored)."""
+#: The stderr lines of the last cellseg run.
+LAST_ERRORS = []
+
+
+def failure_text(status):
+    """cellseg's own error message of the last run: its "Error: ..." lines, else its last log lines."""
+    errors = [line for line in LAST_ERRORS if line.startswith("Error") or "ERROR" in line]
+    lines = errors or LAST_ERRORS[-3:]
+    text = " ".join(lines) if lines else "cellseg exited with status %d and printed no message" % status
+    return text[-1500:]
+
+
+def parse_json(text, status=None):
+    """The JSON value printed by a cellseg command (leading non-JSON lines ignored).
+
+    When there is none, CellsegFailure carries cellseg's own error message.
+    """
     start = min([i for i in (text.find("{"), text.find("[")) if i >= 0] or [-1])
     if start < 0:
-        raise CellsegFailure("cellseg printed no JSON result: %r" % text[-500:])
+        raise CellsegFailure("cellseg failed: " + failure_text(status if status is not None else -1))
     return json.loads(text[start:])
 
 
+def installed_config():
+    """``cellseg_fiji.json`` beside this file (written by ``cellseg fiji install``) as a dict, or {}."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), CONFIG_NAME)
+    if not os.path.isfile(path):
+        return {}
+    try:
+        return json.load(open(path))
+    except ValueError:
+        return {}
+
+
+def _cache_is_current(config, command):
+    """Whether the install-time cache describes ``command``'s cellseg as it is now (its config.py unchanged)."""
+    stamp = config.get("stamp") or {}
+    path = stamp.get("config_py")
+    if [str(c) for c in config.get("command") or []] != list(command) or not path:
+        return False
+    try:
+        return os.path.getsize(path) == stamp.get("size") and int(os.path.getmtime(path)) == stamp.get("mtime")
+    except OSError:
+        return False
+
+
 def defaults(command):
-    """``cellseg defaults`` as a dict (the one set of defaults)."""
+    """``cellseg defaults`` as a dict (the one set of defaults).
+
+    Read from the cache ``cellseg fiji install`` wrote when it is for this command and
+    cellseg's defaults have not changed since; otherwise asked from ``cellseg defaults``.
+    """
+    config = installed_config()
+    if config.get("defaults") and _cache_is_current(config, command):
+        return config["defaults"]
     status, out = run_cellseg(command, ["defaults"], log=lambda line: None)
     if status != 0:
         raise CellsegFailure("`cellseg defaults` failed (exit %d); is the cellseg command right? %s" % (status, command))
@@ -183,6 +287,12 @@ def defaults(command):
 
 def require_command(command, name):
     """Raise CellsegFailure when this cellseg has no sub-command ``name``."""
+    config = installed_config()
+    if config.get("commands") and _cache_is_current(config, command):
+        if name not in config["commands"]:
+            raise CellsegFailure("this cellseg (%s) has no `%s` command; update cellseg_bridge in that environment"
+                                 % (" ".join(command), name))
+        return
     status, out = run_cellseg(command, [name, "--help"], log=lambda line: None)
     if status != 0:
         raise CellsegFailure("this cellseg (%s) has no `%s` command; update cellseg_bridge in that environment"
@@ -199,13 +309,48 @@ def safe_name(title):
 
 
 def save_for_cellseg(imp, folder):
-    """Save an ImagePlus as an ImageJ TIFF (calibration kept) named after its title; return the path."""
+    """Save a copy of an ImagePlus as an ImageJ TIFF (calibration, channel labels kept) named after its title.
+
+    The user's image is left alone: ``IJ.saveAsTiff`` would rename its window, point its file
+    info at our folder and clear its unsaved-changes flag; here ImageJ's TIFF encoder writes
+    the file from a FileInfo of the image instead. Returns the path.
+    """
+    from ij.io import FileSaver, TiffEncoder
+
     if not os.path.isdir(folder):
         os.makedirs(folder)
     path = os.path.join(folder, safe_name(imp.getTitle()) + ".tif")
-    if not IJ.saveAsTiff(imp, path):
-        raise CellsegFailure("could not save %s to %s" % (imp.getTitle(), path))
+    info = imp.getFileInfo()  # a new FileInfo; the image keeps its own
+    stack = imp.getStack()
+    if imp.getStackSize() > 1:
+        info.sliceLabels = stack.getSliceLabels()
+        if stack.isVirtual():
+            info.virtualStack = stack
+    elif stack.getSliceLabel(1):
+        info.sliceLabels = [stack.getSliceLabel(1)]
+    info.info = imp.getInfoProperty()
+    info.description = FileSaver(imp).getDescriptionString()
+    tmp = path + ".part"
+    out = DataOutputStream(BufferedOutputStream(FileOutputStream(tmp)))
+    try:
+        TiffEncoder(info).write(out)
+    except (IOError, Throwable), exc:
+        raise CellsegFailure("could not save %s to %s: %s" % (imp.getTitle(), path, exc))
+    finally:
+        out.close()
+    if os.path.exists(path):
+        os.remove(path)
+    os.rename(tmp, path)
     return path
+
+
+def current_channel_arg(imp, channel):
+    """``channel`` when given, else the image's current channel (0-based) when it has several, else None."""
+    if channel not in (None, "") and str(channel).strip():
+        return str(channel).strip()
+    if imp is not None and imp.getNChannels() > 1:
+        return str(imp.getChannel() - 1)
+    return None
 
 
 def label_lut():

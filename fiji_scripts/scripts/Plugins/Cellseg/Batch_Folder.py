@@ -51,12 +51,13 @@ def main(p, cli):
         args.append("--overwrite")
     if p.get("model"):
         args += ["--model", p["model"]]
-    if p.get("diameter"):
-        args += ["--diameter", str(p["diameter"])]
+    diameter = cf.number(p.get("diameter"), "diameter", allow_empty=True)
+    if diameter:
+        args += ["--diameter", repr(diameter)]
     if p.get("channel"):
         args += ["--channel", p["channel"]]
     status, text = cf.run_cellseg(command, args)
-    report = cf.parse_json(text)
+    report = cf.parse_json(text, status)
     for item in report.get("items", []):
         cf.IJ.log("  %-8s %s [scene %s] %s" % (item["status"], os.path.basename(item["input"]), item.get("scene"),
                                               "%s cells" % item["n_cells"] if item.get("n_cells") is not None

@@ -2,7 +2,7 @@
 #@ String (label="Start from model (empty: default)", value="") model
 #@ File (label="Output folder for the new model", style="directory") output_dir
 #@ Integer (label="Epochs (0: default)", value=0) epochs
-#@ String (label="Channel (0-based index or name; empty: default)", value="") channel
+#@ String (label="Channel (0-based index or name; empty: the image's current channel)", value="") channel
 #@ String (label="ROI file instead of the ROI Manager (optional)", value="", required=false) rois
 #@ String (label="cellseg command (empty: as installed)", value="", required=false) cellseg
 #@output String model_path
@@ -81,15 +81,16 @@ def main(p, cli):
     model_dir = os.path.join(out, "model")
     args = ["train", training, "--out", model_dir, "--recipe", defaults["fiji"]["finetune_recipe"]]
     args += ["--pretrained", p.get("model") or defaults["segment"]["model"]]
-    epochs = p.get("epochs") or defaults["fiji"]["finetune_epochs"]
+    epochs = int(cf.number(p.get("epochs"), "epochs", allow_empty=True) or 0) or defaults["fiji"]["finetune_epochs"]
     if epochs:
         args += ["--epochs", str(epochs)]
-    if p.get("channel"):
-        args += ["--channel", p["channel"]]
+    channel = cf.current_channel_arg(imp, p.get("channel"))
+    if channel is not None:
+        args += ["--channel", channel]
     status, text = cf.run_cellseg(command, args)
     weights = os.path.join(model_dir, "weights.pth")
     if status != 0 or not os.path.isfile(weights):
-        raise cf.CellsegFailure("training failed (exit %d); see the Log window. %s" % (status, text.strip()[-300:]))
+        raise cf.CellsegFailure("training failed (exit %d): %s" % (status, cf.failure_text(status)))
     model_file = model_dir if os.path.isfile(os.path.join(model_dir, "config.json")) else weights
     cf.IJ.log("Cellseg: new model %s" % model_file)
     return {"ok": True, "model": model_file, "n_labels": n_labels, "rois_from": where, "training_image": image_path,

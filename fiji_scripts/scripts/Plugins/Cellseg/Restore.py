@@ -1,6 +1,6 @@
 #@ ImagePlus imp
 #@ String (label="Restoration model (empty: default)", value="") model
-#@ String (label="Channel (0-based index or name; empty: default)", value="") channel
+#@ String (label="Channel (0-based index or name; empty: the image's current channel)", value="") channel
 #@ File (label="Output folder (empty: temporary)", style="directory", required=false) output_dir
 #@ String (label="cellseg command (empty: as installed)", value="", required=false) cellseg
 #@output String restored_path
@@ -39,12 +39,13 @@ def main(p, cli):
         args = ["restore", source, "--out", out, "--json"]
         if p.get("model"):
             args += ["--model", p["model"]]
-        if p.get("channel"):
-            args += ["--channel", p["channel"]]
+        channel = cf.current_channel_arg(imp, p.get("channel"))
+        if channel is not None:
+            args += ["--channel", channel]
         status, text = cf.run_cellseg(command, args)
     finally:
         cf.shutil.rmtree(staging, True)
-    report = cf.parse_json(text)
+    report = cf.parse_json(text, status)
     items = report.get("items") or []
     if status != 0 or not items or items[0].get("status") not in ("done", "skipped"):
         reasons = [f["reason"] for f in report.get("failed", [])] or ["exit status %d" % status]

@@ -1,7 +1,12 @@
 #@ ImagePlus imp
 #@ String (label="Model (empty: default; auto: chosen by image style)", value="") model
 #@ Float (label="Cell diameter in pixels (0: the model's)", value=0) diameter
-#@ String (label="Channel (0-based index or name; empty: default)", value="") channel
+#@ String (label="Channel (0-based index or name; empty: the image's current channel)", value="") channel
+#@ String (label="Nuclear channel (optional: index or name, for models with one)", value="", required=false) nuclear_channel
+#@ String (label="Invert (dark cells on a bright background)", choices={"default", "yes", "no"}, value="default") invert
+#@ String (label="Z stacks", choices={"default", "plane by plane", "stitch planes", "3D"}, value="default") z_mode
+#@ String (label="Stitch threshold (IoU; empty: default)", value="", required=false) stitch_threshold
+#@ String (label="Restore first (empty: no; denoise, deblur, upsample, oneclick, aniso or a model)", value="", required=false) restore
 #@ String (label="Cell probability threshold (empty: default)", value="") cellprob_threshold
 #@ String (label="Flow error threshold (empty: default)", value="") flow_threshold
 #@ String (label="ROI Manager", choices={"default", "append", "replace"}, value="default") roi_mode
@@ -18,6 +23,7 @@ fiji.append_rois). Headless, they go onto the image's Overlay instead, and the
 RoiSet.zip is in the output folder. From a macro:
 
     run("Segment Current Image", "model=nuclei diameter=17 roi_mode=append");
+    run("Segment Current Image", "model=cells channel=GFP nuclear_channel=DAPI z_mode=[stitch planes] restore=denoise");
 """
 import os
 import sys
@@ -35,10 +41,40 @@ except ImportError:  # plain Jython, or a Fiji whose jars/Lib is not on the path
     import cellseg_fiji as cf
 
 
+def model_args(p):
+    """cellseg flags of the nuclear channel, invert, Z stack and restore fields (checked here)."""
+    args = []
+    if (p.get("nuclear_channel") or "").strip():
+        args += ["--nuclear-channel", p["nuclear_channel"].strip()]
+    invert = cf.choice(dict(p, invert=p.get("invert") or "default"), "invert", ("default", "yes", "no"))
+    args += {"yes": ["--invert"], "no": ["--no-invert"]}.get(invert, [])
+    z_mode = cf.choice(dict(p, z_mode=p.get("z_mode") or "default"), "z_mode",
+                       ("default", "plane by plane", "stitch planes", "3D"))
+    stitch = cf.number(p.get("stitch_threshold"), "stitch_threshold", allow_empty=True)
+    if z_mode == "3D":
+        args.append("--do-3d")
+    elif z_mode == "plane by plane":
+        args += ["--no-do-3d", "--stitch-threshold", "0"]
+    elif z_mode == "stitch planes":
+        args += ["--stitch-threshold", repr(stitch if stitch else 0.25)]
+    elif stitch is not None:
+        args += ["--stitch-threshold", repr(stitch)]
+    if (p.get("restore") or "").strip():
+        args += ["--restore", p["restore"].strip()]
+    return args
+
+
 def main(p, cli):
     imp = p.get("imp")
     if imp is None:
         raise cf.CellsegFailure("no image is open")
+    roi_mode = cf.choice(p, "roi_mode", ("default", "append", "replace"))
+    diameter = cf.number(p.get("diameter"), "diameter", allow_empty=True)
+    if diameter is not None and diameter < 0:
+        raise cf.CellsegFailure("parameter diameter: expected 0 (the model's) or a positive number, got %r" % diameter)
+    thresholds = cf.option_args(p, ("cellprob_threshold", "flow_threshold"))
+    channel = cf.current_channel_arg(imp, p.get("channel"))
+    extra = model_args(p)
     command = cf.cellseg_command(p.get("cellseg") or "")
     defaults = cf.defaults(command)
     out = cf.work_folder(p.get("output_dir"), "segment")
@@ -48,15 +84,14 @@ def main(p, cli):
         args = ["segment", source, "--out", out, "--json", "--overwrite"]
         if p.get("model"):
             args += ["--model", p["model"]]
-        if p.get("diameter"):
-            args += ["--diameter", str(p["diameter"])]
-        for name in ("channel", "cellprob_threshold", "flow_threshold"):
-            if p.get(name):
-                args += ["--" + name.replace("_", "-"), p[name]]
-        status, text = cf.run_cellseg(command, args)
+        if diameter:
+            args += ["--diameter", repr(diameter)]
+        if channel is not None:
+            args += ["--channel", channel]
+        status, text = cf.run_cellseg(command, args + thresholds + extra)
     finally:
         cf.shutil.rmtree(staging, True)
-    report = cf.parse_json(text)
+    report = cf.parse_json(text, status)
     items = report.get("items") or []
     if not items or items[0]["status"] != "done":
         reasons = [f["reason"] for f in report.get("failed", [])] or ["exit status %d" % status]
@@ -66,7 +101,7 @@ def main(p, cli):
     labels, max_label = cf.open_labels(outputs["labels"], imp)
     if defaults["fiji"]["show_labels"] and cf.display_available():
         labels.show()
-    append = {"append": True, "replace": False}.get(p.get("roi_mode") or "default", defaults["fiji"]["append_rois"])
+    append = {"append": True, "replace": False}.get(roi_mode, defaults["fiji"]["append_rois"])
     rois = cf.read_zip_rois(outputs["rois"]) if "rois" in outputs else []
     target, before = cf.push_rois(imp, rois, append)
     cf.IJ.log("Cellseg: %d cells in %s; %d ROIs added to the %s (%d there before)"
@@ -82,7 +117,7 @@ def main(p, cli):
         "n_rois_now": cf.roi_count(imp, target),
         "labels_dimensions": list(labels.getDimensions()), "max_label": max_label,
         "labels_calibration": [cal.pixelWidth, cal.pixelHeight, cal.pixelDepth, cal.getUnit()],
-        "model": report.get("model"), "model_choice": choice,
+        "model": report.get("model"), "model_choice": choice, "channel": channel,
         "labels_lut": [[lut.getRed(i), lut.getGreen(i), lut.getBlue(i)] for lut in [labels.getProcessor().getLut()]
                        for i in range(256)],
     }
