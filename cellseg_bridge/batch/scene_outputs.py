@@ -78,9 +78,10 @@ def write_geojson_output(path: Path, labels: np.ndarray, pixels: np.ndarray, cha
 def write_tracks(path: Path, labels: np.ndarray, sizes: dict) -> None:
     """``<base>_tracks.csv`` of labels linked over time: one row per track and frame.
 
-    Columns ``track``, ``frame`` (1-based, as the ``t`` column of the cells CSV and the ROI names), ``label`` (the value in ``<base>_labels.ome.tif``,
-    which is the track id), ``centroid_x``, ``centroid_y`` (``centroid_z`` for 3D; pixels, pixel
-    centres at integers), ``area`` (``volume``) and ``area_um2`` (``volume_um3``) when pixel sizes
+    Columns ``track``, ``frame`` (1-based, as the ``t`` column of the cells CSV and the ROI
+    names), ``label`` (the value in ``<base>_labels.ome.tif``, which is the track id),
+    ``centroid_x``, ``centroid_y`` (``centroid_z`` for 3D; pixels, pixel centres at integers),
+    ``area`` (``volume``) and ``area_um2`` (``volume_um3``) when pixel sizes
     are known. Rows by frame, then track.
     """
     from cellseg_bridge.io.tables import measure_cells, write_csv
