@@ -147,4 +147,4 @@ def test_track_a_z_stack_only_as_3d_objects(tmp_path, engine, caplog):  # noqa: 
     assert segment_files(src, tmp_path / "3d", do_3d=True, **kwargs).ok
     rows = _csv_rows(tmp_path / "3d" / "tz_tracks.csv")
     assert "centroid_z" in rows[0] and "volume" in rows[0]
-    assert {r["frame"] for r in rows} == {"0", "1", "2"}
+    assert {r["frame"] for r in rows} == {"1", "2", "3"}  # 1-based

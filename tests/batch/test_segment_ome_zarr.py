@@ -35,8 +35,8 @@ def test_cli_format_ome_zarr_writes_image_and_labels(nuclei: Path, tmp_path: Pat
     zarr_run = CliRunner().invoke(main, ["segment", *args, "--out", str(tmp_path / "z"), "--format", "ome-zarr"])
     assert zarr_run.exit_code == 0, zarr_run.output
     out = tmp_path / "z"
-    assert sorted(p.name for p in out.iterdir()) == ["nuc.ome.zarr", "nuc_RoiSet.zip", "nuc_cells.csv",
-                                                     "nuc_overlay.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["cellseg_run.json", "nuc.ome.zarr", "nuc_RoiSet.zip",
+                                                     "nuc_cells.csv", "nuc_overlay.png"]
     tiff_run = CliRunner().invoke(main, ["segment", *args, "--out", str(tmp_path / "t"), "--no-rois", "--no-csv",
                                          "--no-overlay"])
     assert tiff_run.exit_code == 0, tiff_run.output
