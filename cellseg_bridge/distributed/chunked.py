@@ -186,7 +186,7 @@ def _diameter(opts: SegmentOptions, model: Any, source: PlaneSource) -> float:
     if opts.diameter is not None:
         return float(opts.diameter)
     if model.size_model is None:
-        return float(model.diam_labels)
+        return float(model.default_diameter)
     from cellseg_bridge.segmentation.pipeline import segment
 
     ly, lx = source.shape

@@ -144,8 +144,9 @@ def infer_architecture(
     """
     if "W2" in state:
         raise InputError(
-            "this is a Cellpose 4 (Cellpose-SAM) checkpoint; "
-            "only Cellpose 2/3 CPnet checkpoints are supported",
+            "this is a Cellpose 4 (Cellpose-SAM) checkpoint, not a Cellpose 2/3 U-Net: "
+            "it segments (cellseg segment --model PATH) and fine-tunes, but cannot be used "
+            "where a U-Net is needed (restoration)",
             path,
         )
     levels = sorted(int(m.group(1)) for k in state if (m := _DOWN_CONV0.match(k)))
@@ -273,17 +274,42 @@ def load_checkpoint(
         do not fit the network or whose values are not finite, or when its
         ``config.json`` contradicts it.
     """
+    weights, state = read_state_dict(path)
+    return unet_from_state(weights, state, device)
+
+
+def read_state_dict(path: str | Path) -> tuple[Path, dict[str, torch.Tensor]]:
+    """The weights file ``path`` names (file or model folder) and its state dict, on the CPU.
+
+    Tensors are read onto the CPU (a network is moved afterwards: a device that is not
+    available then fails as such, not as an unreadable file).
+
+    Raises
+    ------
+    InputError
+        Missing, unreadable or corrupt file, objects other than tensors, NaN or infinite values.
+    """
     weights = _resolve_weights(Path(path))
-    device = torch.device(device)
-    # Tensors are read onto the CPU and the finished net is moved: a device that is
-    # not available then fails as such, not as an unreadable file.
     state = _as_state_dict(_read_raw(weights, torch.device("cpu")), weights)
-    arch = infer_architecture(state, weights)
     bad = next(
         (k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()), None
     )
     if bad is not None:
         raise InputError(f"weights contain NaN or infinite values (first in {bad})", weights)
+    return weights, state
+
+
+def read_config(weights: Path) -> dict[str, Any]:
+    """The ``config.json`` beside ``weights`` if it belongs to that file, else ``{}``."""
+    return _read_config(weights)
+
+
+def unet_from_state(
+    weights: Path, state: dict[str, torch.Tensor], device: str | torch.device = "cpu"
+) -> tuple[CellposeUNet, dict[str, Any]]:
+    """The U-Net of a state dict read by :func:`read_state_dict` (see :func:`load_checkpoint`)."""
+    device = torch.device(device)
+    arch = infer_architecture(state, weights)
     config = _read_config(weights)
     for key in ("nbase", "nout", "kernel_size"):
         if key in config and config[key] != arch[key]:

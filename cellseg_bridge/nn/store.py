@@ -23,7 +23,8 @@ from typing import Any
 from cellseg_bridge.config import models_dir
 from cellseg_bridge.errors import InputError
 from cellseg_bridge.io.atomic import atomic_output
-from cellseg_bridge.nn.checkpoint import CONFIG_NAME, load_checkpoint
+from cellseg_bridge.nn.checkpoint import CONFIG_NAME
+from cellseg_bridge.nn.vit_checkpoint import load_network
 
 #: Our own size model file, beside the weights in a model folder.
 SIZE_MODEL_NAME = "size_model.npz"
@@ -158,11 +159,11 @@ def validated(path: Path) -> dict[str, Any]:
     """Load ``path`` as a checkpoint (CPU) and return its config; any failure is an InputError.
 
     Files given to import and download are untrusted: besides the InputErrors of
-    :func:`load_checkpoint`, torch's unpickler may raise other exceptions on
+    :func:`~cellseg_bridge.nn.vit_checkpoint.load_network` (either family), torch's unpickler may raise other exceptions on
     garbage (e.g. IndexError); they are reported, not propagated.
     """
     try:
-        return load_checkpoint(path, "cpu")[1]
+        return load_network(path, "cpu")[1]
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 (untrusted bytes: anything may go wrong)

@@ -387,7 +387,7 @@ def segment(
         else:
             if model.size_model is not None:
                 logger.info("no diameter estimation in 3D; using the model's diam_labels")
-            diameter = model.diam_labels
+            diameter = model.default_diameter
         rescale = model.diam_mean / diameter
         logger.info("time point %d: diameter %.3g px, rescale %.3g", t, diameter, rescale)
         if three_d:
