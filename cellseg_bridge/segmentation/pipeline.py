@@ -25,7 +25,8 @@ Steps, per time point (each time point is independent):
 4. **Network.** Bilinear resize by ``rescale`` (sizes truncated), pad, tiles of
    ``tile_size`` blended with a sigmoid taper (:mod:`cellseg_bridge.nn.inference`),
    flows and cell probability resized back to the image size.
-5. **Masks** (CPU, :func:`~cellseg_bridge.core.dynamics.compute_masks`):
+5. **Masks** (CPU, :func:`~cellseg_bridge.core.dynamics.compute_masks`; for Cellpose-SAM
+   models in 2D Cellpose 4's variant, :func:`~cellseg_bridge.core.dynamics_cp4.compute_masks_cp4`):
    ``niter`` None -> ``int(200 / rescale)`` (Cellpose: ``(1 / rescale) * 200``
    truncated).
 
@@ -66,9 +67,11 @@ import torch
 from cellseg_bridge.config import DEFAULTS, SegmentOptions
 from cellseg_bridge.core import transforms
 from cellseg_bridge.core.dynamics import compute_masks, fill_holes_and_remove_small_masks
+from cellseg_bridge.core.dynamics_cp4 import compute_masks_cp4
 from cellseg_bridge.core.stitch import stitch_planes
 from cellseg_bridge.errors import InputError
 from cellseg_bridge.nn.inference import run_network, select_device
+from cellseg_bridge.nn.vit_checkpoint import FAMILY_SAM
 from cellseg_bridge.segmentation.model import SegmentationModel, load_network_model
 from cellseg_bridge.segmentation.preprocess import MAX_PLANE_PIXELS, MIN_SIDE, as_tczyx, normalize, select_channels
 from cellseg_bridge.segmentation.suggest import AUTO, AutoModel, ModelChoice, load_auto_model
@@ -210,7 +213,9 @@ class _Runner:
     def masks(self, dp: np.ndarray, cellprob: np.ndarray, niter: int, *, min_size=None, flow_threshold=None):
         o = self.opts
         tic = time.perf_counter()
-        lab = compute_masks(
+        # Cellpose-SAM models: Cellpose 4's 2D dynamics (core.dynamics_cp4), so masks match Cellpose 4
+        masks_fn = compute_masks_cp4 if self.model.family == FAMILY_SAM and cellprob.ndim == 2 else compute_masks
+        lab = masks_fn(
             dp,
             cellprob,
             cellprob_threshold=o.cellprob_threshold,

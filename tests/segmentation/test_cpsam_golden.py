@@ -73,3 +73,15 @@ def test_flows_equal_cellpose4(model, shared_data, case, one_torch_thread):
     cp = np.abs(res.cellprob[0, 0, y0:y1, x0:x1] - GOLDEN[f"cellprob_{case}"]).max()
     print(f"{case}: max |dP| diff {dp:.2e}, max |cellprob| diff {cp:.2e}")
     assert dp < FLOW_ATOL and cp < FLOW_ATOL
+
+
+@pytest.mark.parametrize("case", list(META["cases"]))
+def test_masks_equal_cellpose4(model, shared_data, case, one_torch_thread):
+    """Masks through segment() (Cellpose 4's dynamics for this family) against CellposeModel.eval."""
+    res = run_case(model, shared_data, case)
+    peer, ours = GOLDEN[f"masks_{case}"], res.labels[0, 0]
+    assert peer.max() > 0
+    ap = average_precision(peer, ours, 0.5)[0][0]
+    print(f"{case}: {int(peer.max())} peer masks, {int(ours.max())} ours, AP@0.5 {ap:.4f}, "
+          f"pixels equal {np.mean(peer == ours):.4f}")
+    assert ap >= 0.98
