@@ -84,9 +84,9 @@ def read_image(data: Path, image_id: str, mode: str) -> np.ndarray:
     return rgb if mode == "rgb" else np.ascontiguousarray(rgb[..., 0])
 
 
-def fit_tiles(data: Path, n: int = FIT_IMAGES) -> tuple[list, list, list]:
+def fit_tiles(data: Path, n: int = FIT_IMAGES, scale: int = 2) -> tuple[list, list, list]:
     """The readout's fitting data: the first ``n`` 256 x 256 dsb2018 *training*-split
-    fluorescence images (by id), upsampled 2x (labels by nearest neighbour), top-left 256 x 256
+    fluorescence images (by id), upsampled ``scale`` x (labels by nearest neighbour), top-left 256 x 256
     crop, normalised by Cellpose 4 (channels first), each as R, G, B and as its first channel
     alone; their labels; their ids."""
     import csv
@@ -106,8 +106,9 @@ def fit_tiles(data: Path, n: int = FIT_IMAGES) -> tuple[list, list, list]:
         for i, path in enumerate(sorted((data / "dsb2018" / "stage1_train" / image_id / "masks").glob("*.png")), 1):
             lab[cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) > 0] = i
         # at the scale the cases run (diameter ~15 -> rescale 2): nuclei span several tokens
-        img = cv2.resize(img, (512, 512), interpolation=cv2.INTER_LINEAR)[:256, :256]
-        lab = cv2.resize(lab, (512, 512), interpolation=cv2.INTER_NEAREST)[:256, :256]
+        side = 256 * scale
+        img = cv2.resize(img, (side, side), interpolation=cv2.INTER_LINEAR)[:256, :256]
+        lab = cv2.resize(lab, (side, side), interpolation=cv2.INTER_NEAREST)[:256, :256]
         lab = np.unique(lab, return_inverse=True)[1].reshape(lab.shape).astype(np.int32)  # 1..n again
         norm = transforms.normalize_img(img, axis=-1).transpose(2, 0, 1)
         tiles += [norm, norm[:1]]  # as 3 channels and as one (Cellpose 4 then uses 1 channel's weights)
