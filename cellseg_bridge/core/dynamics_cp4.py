@@ -41,29 +41,46 @@ __all__ = ["follow_flows_cp4", "flows_from_masks_cp4", "compute_masks_cp4"]
 logger = logging.getLogger(__name__)
 
 
-def follow_flows_cp4(dP: np.ndarray, mask: np.ndarray, niter: int = 200) -> np.ndarray:
+def follow_flows_cp4(
+    dP: np.ndarray,
+    mask: np.ndarray,
+    niter: int = 200,
+    *,
+    plane_shape: tuple[int, int] | None = None,
+    offset: tuple[int, int] = (0, 0),
+) -> np.ndarray:
     """End points ``(2, n)`` float32 (pixel units) of the pixels in ``mask`` after ``niter`` steps.
 
-    ``dP`` is the network flow (5 x unit flows), already zero outside the moving pixels
-    or not (it is multiplied by ``mask`` here, as Cellpose does).
+    ``dP`` is the network flow (5 x unit flows); it is multiplied by ``mask`` here, as
+    Cellpose does. ``plane_shape`` and ``offset``: ``dP`` is a window at ``offset`` of a
+    larger plane (a chunk): positions are normalised by the plane's size, as a run on the
+    whole plane would, and the returned end points are window coordinates (the flow outside
+    the window counts as zero).
     """
     ly, lx = mask.shape
     iy, ix = np.nonzero(mask)
-    span = np.array([lx - 1, ly - 1], np.float64)  # (x, y) order of grid_sample
+    gy, gx = plane_shape if plane_shape is not None else (ly, lx)
+    span = np.array([gx - 1, gy - 1], np.float64)  # (x, y) order of grid_sample
     field = torch.from_numpy(np.ascontiguousarray(dP * mask / 5.0, dtype=np.float32))
     im = torch.stack([field[1], field[0]])[None]  # (1, 2: x, y, Y, X)
     for k in range(2):
         im[:, k] *= 2.0 / span[k]
     pt = torch.zeros((1, 1, iy.size, 2), dtype=torch.float32)
-    pt[0, 0, :, 0] = torch.from_numpy(ix.astype(np.float32))
-    pt[0, 0, :, 1] = torch.from_numpy(iy.astype(np.float32))
+    pt[0, 0, :, 0] = torch.from_numpy((ix + offset[1]).astype(np.float32))
+    pt[0, 0, :, 1] = torch.from_numpy((iy + offset[0]).astype(np.float32))
     for k in range(2):
         pt[..., k] /= span[k]
     pt *= 2
     pt -= 1
+    window = plane_shape is not None and (plane_shape != (ly, lx) or offset != (0, 0))
+    size = torch.tensor([gx, gy], dtype=torch.float32)
+    local = torch.tensor([lx, ly], dtype=torch.float32)
+    shift = torch.tensor([offset[1], offset[0]], dtype=torch.float32)
     with torch.no_grad():
         for _ in range(int(niter)):
-            step = F.grid_sample(im, pt, align_corners=False)  # (1, 2, 1, n)
+            # where grid_sample(align_corners=False) reads on the whole plane, in window coordinates
+            at = pt if not window else (2 * (((pt + 1) * size - 1) / 2 - shift) + 1) / local - 1
+            step = F.grid_sample(im, at, align_corners=False)  # (1, 2, 1, n)
             for k in range(2):
                 pt[..., k] += step[:, k]
                 torch.clamp_(pt[..., k], -1.0, 1.0)
@@ -71,7 +88,10 @@ def follow_flows_cp4(dP: np.ndarray, mask: np.ndarray, niter: int = 200) -> np.n
     pt *= 0.5
     for k in range(2):
         pt[..., k] *= span[k]
-    return np.stack([pt[0, 0, :, 1].numpy(), pt[0, 0, :, 0].numpy()])
+    end = np.stack([pt[0, 0, :, 1].numpy() - offset[0], pt[0, 0, :, 0].numpy() - offset[1]])
+    np.clip(end[0], 0, ly - 1, out=end[0])
+    np.clip(end[1], 0, lx - 1, out=end[1])
+    return end.astype(np.float32, copy=False)
 
 
 def _source(inside: np.ndarray) -> tuple[int, int]:
@@ -147,10 +167,14 @@ def compute_masks_cp4(
     niter: int = 200,
     min_size: int = 15,
     max_size_fraction: float = 0.4,
+    plane_shape: tuple[int, int] | None = None,
+    offset: tuple[int, int] = (0, 0),
 ) -> np.ndarray:
     """2D masks from flows as Cellpose 4.2's ``compute_masks`` + small-mask removal.
 
-    Parameters and result as :func:`cellseg_bridge.core.dynamics.compute_masks` (2D only).
+    Parameters and result as :func:`cellseg_bridge.core.dynamics.compute_masks` (2D only);
+    ``plane_shape`` / ``offset``: the flows are a window of a larger plane
+    (:func:`follow_flows_cp4`), for chunked segmentation.
     """
     cellprob = np.asarray(cellprob)
     dP = np.asarray(dP)
@@ -160,7 +184,7 @@ def compute_masks_cp4(
     mask = cellprob > cellprob_threshold
     if not mask.any():
         return np.zeros(cellprob.shape, np.uint16)
-    p = follow_flows_cp4(dP, mask, niter)
+    p = follow_flows_cp4(dP, mask, niter, plane_shape=plane_shape, offset=offset)
     labels = get_masks(p, mask, max_size_fraction=max_size_fraction)
     if flow_threshold and labels.max() > 0:
         labels = _remove_bad_flow_masks(labels, dP, float(flow_threshold))

@@ -33,7 +33,7 @@ from cellseg_bridge.core import transforms
 from cellseg_bridge.errors import InputError
 from cellseg_bridge.nn.precision import autocast, autocast_dtype
 
-__all__ = ["select_device", "run_network", "forward_batch", "PAD_DIVISOR"]
+__all__ = ["select_device", "run_network", "forward_batch", "pad_to_tile", "fixed_tile_grid", "PAD_DIVISOR"]
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def _plane_tiles(shape: tuple[int, int], tile_size: int, overlap: float, augment
     return [(s, False, False) for s in transforms.tile_grid(shape, tile_size, overlap, div=div)]
 
 
-def _pad_to_tile(length: int, tile: int, div: int) -> tuple[int, int]:
+def pad_to_tile(length: int, tile: int, div: int) -> tuple[int, int]:
     """Padding of an axis for a fixed-tile network (Cellpose 4's rule): as
     :func:`~cellseg_bridge.core.transforms.pad_amounts`, but a short axis is padded to one
     whole tile, centred."""
@@ -126,7 +126,7 @@ def _pad_to_tile(length: int, tile: int, div: int) -> tuple[int, int]:
     return div // 2 + lpad // 2, div // 2 + lpad - lpad // 2
 
 
-def _fixed_grid(shape: tuple[int, int], tile: int, overlap: float) -> list[tuple[slice, slice]]:
+def fixed_tile_grid(shape: tuple[int, int], tile: int, overlap: float) -> list[tuple[slice, slice]]:
     """Tiles of exactly ``tile`` px (Cellpose's rule: ``ceil((1 + 2 overlap) L / tile)`` per axis)."""
     overlap = min(0.5, max(0.05, overlap))
     starts = []
@@ -204,7 +204,7 @@ def run_network(
         tile_size = rounded
 
     if fixed:
-        (y0, y1), (x0, x1) = _pad_to_tile(ly, fixed, div), _pad_to_tile(lx, fixed, div)
+        (y0, y1), (x0, x1) = pad_to_tile(ly, fixed, div), pad_to_tile(lx, fixed, div)
     else:
         (y0, y1), (x0, x1) = transforms.pad_amounts(ly, div), transforms.pad_amounts(lx, div)
     py, px = ly + y0 + y1, lx + x0 + x1
@@ -215,7 +215,7 @@ def run_network(
     if tile_size > 0 and not augment and py <= tile_size and px <= tile_size:
         tiles = [((slice(0, py), slice(0, px)), False, False)]
     elif fixed and not augment:
-        tiles = [(s, False, False) for s in _fixed_grid((py, px), fixed, tile_overlap)]
+        tiles = [(s, False, False) for s in fixed_tile_grid((py, px), fixed, tile_overlap)]
     else:
         tiles = _plane_tiles((py, px), tile_size, tile_overlap, augment, div)
     device = next(net.parameters()).device
