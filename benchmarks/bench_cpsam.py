@@ -8,7 +8,8 @@ Weights: a full-size Cellpose-SAM network (SAM ViT-L, 305 M parameters) built by
 own ``CPSAM`` with seeded random weights and a readout fitted on two dsb2018 training tiles
 (``peer4_side.py build``), saved to a temporary folder (never committed). Input: a ``--size``
 square mosaic of the dsb2018 test-split fluorescence images (grayscale, ``_peer.mosaic``), no
-diameter (Cellpose 4's scale 1). Each side runs in its own fresh process on 2 threads: ours
+diameter (Cellpose 4's scale 1), ``flow_threshold`` 0.8 on both sides (the random network's
+fitted readout gives crude flows; at 0.4 neither side keeps a mask). Each side runs in its own fresh process on 2 threads: ours
 (``--worker`` mode, ``segment()`` with default options: bfloat16 autocast on a CPU with
 native bfloat16, float32 otherwise) and the peer (``peer4_side.py segment``,
 ``CellposeModel`` defaults: bfloat16 weights). Each first segments a 256 x 256 image
@@ -107,7 +108,7 @@ def _worker(args: argparse.Namespace) -> dict:
 
     CellposeSAM.forward = timed  # type: ignore[method-assign]
     model = load_model(args.checkpoint, device="cpu")
-    kwargs = {"axes": "YX", "precision": args.precision}
+    kwargs = {"axes": "YX", "precision": args.precision, "flow_threshold": args.flow_threshold}
     if args.warmup:
         segment(np.load(args.warmup), model, **kwargs)
     stats.update(seconds=0.0, calls=0, tiles=0)
@@ -124,7 +125,7 @@ def _worker(args: argparse.Namespace) -> dict:
             "threads": torch.get_num_threads(), "timings": result.timings}
 
 
-def run(size: int) -> dict:
+def run(size: int, flow_threshold: float) -> dict:
     """Build the peer's network, segment the mosaic with both sides, return the report."""
     from cellseg_bridge.core.metrics import average_precision
 
@@ -135,14 +136,16 @@ def run(size: int) -> dict:
     img = mosaic(shared, size)
     small = next(i for i in test_fluo_ids(shared) if read_gray(shared, i).shape == (256, 256))
     mp = img.size / 1e6
-    report: dict = {"size": size, "load_average_start": os.getloadavg(), "threads": THREADS}
+    report: dict = {"size": size, "flow_threshold": flow_threshold, "load_average_start": os.getloadavg(),
+                    "threads": THREADS}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         ckpt = tmp / "cpsam_vitl_random.pth"
         report["build"] = run_worker([str(python), str(PEER4_SIDE), "build", str(ckpt)], timeout=3600)
         np.save(tmp / "image.npy", img)
         np.save(tmp / "warmup.npy", read_gray(shared, small))
-        common = [str(tmp / "image.npy"), str(ckpt), str(tmp), "--warmup", str(tmp / "warmup.npy")]
+        common = [str(tmp / "image.npy"), str(ckpt), str(tmp), "--warmup", str(tmp / "warmup.npy"),
+                  "--flow-threshold", str(flow_threshold)]
         masks = {}
         for side in ("ours", "peer"):
             if side == "peer":
@@ -176,6 +179,8 @@ def main() -> int:
     ap.add_argument("rest", nargs="*", help=argparse.SUPPRESS)
     ap.add_argument("--warmup", help=argparse.SUPPRESS)
     ap.add_argument("--precision", default="auto", help="our side's precision (segment option)")
+    ap.add_argument("--flow-threshold", type=float, default=0.8,
+                    help="both sides (the random network's fitted readout gives crude flows: 0.4 keeps no mask)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.worker:
@@ -184,7 +189,7 @@ def main() -> int:
         logging.getLogger().setLevel(logging.WARNING)
         print(json.dumps(_worker(args)))
         return 0
-    report = run(args.size)
+    report = run(args.size, args.flow_threshold)
     if not report:
         return 1
     out = REPO / "benchmarks" / "results" / "cpsam.json"

@@ -6,7 +6,8 @@ Subcommands (the last stdout line is a JSON report):
   with seeded random weights and a readout fitted on two dsb2018 training tiles at their own
   scale (``peer4_net.fit_readout``), saved with ``torch.save(state_dict)``;
 * ``segment IMAGE.npy CKPT OUTDIR [--warmup W.npy]``: ``CellposeModel(pretrained_model=CKPT,
-  gpu=False)`` with Cellpose 4's defaults (bfloat16 weights), ``eval(img)`` (no diameter) timed,
+  gpu=False)`` with Cellpose 4's defaults (bfloat16 weights), ``eval(img, flow_threshold=...)``
+  (no diameter) timed,
   the network's forward calls timed, peak RSS; masks saved as ``OUTDIR/masks.npy``.
 """
 
@@ -69,7 +70,7 @@ def segment(args: argparse.Namespace) -> dict:
     img = np.load(args.image)
     rss_before = _rss_mb()
     t0 = time.perf_counter()
-    masks, _flows, _styles = model.eval(img)
+    masks, _flows, _styles = model.eval(img, flow_threshold=args.flow_threshold)
     seconds = time.perf_counter() - t0
     np.save(Path(args.out) / "masks.npy", np.asarray(masks).astype(np.uint32))
     return {"seconds": seconds, "net": stats, "n_masks": int(np.max(masks)), "rss_before_mb": rss_before,
@@ -88,6 +89,7 @@ def main() -> int:
     s.add_argument("checkpoint")
     s.add_argument("out")
     s.add_argument("--warmup")
+    s.add_argument("--flow-threshold", type=float, default=0.4)
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(2)

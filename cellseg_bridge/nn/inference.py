@@ -84,8 +84,13 @@ def forward_batch(
     """One network pass over a ``(B, C, Y, X)`` batch; float32 ``(output, style)`` arrays.
 
     The batch goes channels-last on the CPU (faster convolutions) and runs under
-    autocast to ``dtype`` when it is not None. Call under :func:`torch.inference_mode`.
+    autocast to ``dtype`` when it is not None; a network with ``inference_copy(dtype)``
+    (Cellpose-SAM) runs a copy of itself held in that dtype instead (no per-call weight casts).
+    Call under :func:`torch.inference_mode`.
     """
+    cast = getattr(net, "inference_copy", None)
+    if dtype is not None and cast is not None:  # the whole network in that dtype (Cellpose-SAM, as Cellpose 4)
+        net, dtype = cast(dtype), None
     x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(device)
     if device.type == "cpu":
         x = x.contiguous(memory_format=torch.channels_last)

@@ -23,6 +23,7 @@ from torch import nn
 
 from cellseg_bridge.errors import InputError
 from cellseg_bridge.nn.checkpoint import read_config, read_state_dict, unet_from_state
+from cellseg_bridge.nn.net import CellposeUNet
 from cellseg_bridge.nn.vit_sam import PATCH_SIZE, TILE_SIZE, CellposeSAM, VitSamConfig, is_vit_sam_state, shuffle_kernel
 
 __all__ = ["load_network", "vit_sam_from_state", "infer_vit_config", "FAMILY_UNET", "FAMILY_SAM"]
@@ -121,7 +122,9 @@ def vit_sam_from_state(
     return net, config
 
 
-def load_network(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+def load_network(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[CellposeUNet | CellposeSAM, dict[str, Any]]:
     """Load a segmentation or restoration network of either family from a checkpoint.
 
     Parameters

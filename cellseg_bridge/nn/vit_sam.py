@@ -21,7 +21,8 @@ files load unchanged and our fine-tuned files load into Cellpose 4):
   (``W2`` is kept as a frozen parameter for the state-dict keys and checked on load);
 * ``diam_mean``, ``diam_labels``: frozen one-element parameters (30).
 
-Speed: the attention is :func:`torch.nn.functional.scaled_dot_product_attention` with the
+Speed: in bfloat16 / float16 the whole network runs in that dtype (:meth:`CellposeSAM.inference_copy`,
+as Cellpose 4 does), and the attention is :func:`torch.nn.functional.scaled_dot_product_attention` with the
 relative-position bias as its additive mask (one fused kernel, no explicit softmax matrix in
 Python); the resampled tables are cached in eval mode. Training drops whole blocks at random
 per sample (``rdrop``: block ``i`` of ``n`` is skipped with probability ``rdrop * i / (n - 1)``),
@@ -272,6 +273,24 @@ class CellposeSAM(nn.Module):
         self.diam_mean = nn.Parameter(torch.full((1,), float(diam_mean)), requires_grad=False)
         self.diam_labels = nn.Parameter(torch.full((1,), float(diam_mean)), requires_grad=False)
 
+    def inference_copy(self, dtype: torch.dtype) -> CellposeSAM:
+        """This network with weights held in ``dtype`` (bfloat16, float16), for inference.
+
+        Cellpose 4 runs its network this way in bfloat16; autocast instead would cast the
+        305 M weights of ViT-L at every batch. The copy is cached and remade when any weight
+        of this network changed (training, ``load_state_dict``).
+        """
+        stamp = (dtype, sum(p._version for p in self.parameters()))
+        cached = self.__dict__.get("_inference_copy")
+        if cached is None or cached[0] != stamp:
+            with torch.inference_mode(False), torch.no_grad():  # normal tensors: they keep version counters
+                copy = CellposeSAM(self.cfg, rdrop=self.rdrop).to(next(self.parameters()).device)
+                copy.load_state_dict(self.state_dict())
+                copy.to(dtype).eval()
+            self.__dict__["_inference_copy"] = (stamp, copy)  # not a submodule: no state-dict keys
+            cached = self.__dict__["_inference_copy"]
+        return cached[1]
+
     def architecture(self) -> dict:
         """The facts a ``config.json`` records."""
         return {
@@ -291,7 +310,7 @@ class CellposeSAM(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         enc = self.encoder
-        t = enc.patch_embed(x)
+        t = enc.patch_embed(x.to(self.out.weight.dtype))
         if t.shape[1:3] != enc.pos_embed.shape[1:3]:
             raise ValueError(
                 f"Cellpose-SAM takes {TILE_SIZE} x {TILE_SIZE} tiles, got {tuple(x.shape[-2:])}"

@@ -12,14 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from cellseg_bridge.config import DEFAULTS, SegmentOptions
 from cellseg_bridge.errors import InputError
 from cellseg_bridge.nn.inference import select_device
+from cellseg_bridge.nn.net import CellposeUNet
 from cellseg_bridge.nn.registry import resolve_model, size_model_path
 from cellseg_bridge.nn.size_model import SizeModel, load_size_model
 from cellseg_bridge.nn.vit_checkpoint import FAMILY_SAM, FAMILY_UNET, load_network
+from cellseg_bridge.nn.vit_sam import CellposeSAM
 
 __all__ = ["SegmentationModel", "load_network_model"]
 
@@ -44,7 +45,7 @@ class SegmentationModel:
         Where the network runs (masks are always computed on the CPU).
     """
 
-    net: nn.Module
+    net: CellposeUNet | CellposeSAM
     config: dict
     name: str
     size_model: SizeModel | None = None

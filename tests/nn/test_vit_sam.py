@@ -130,3 +130,22 @@ def test_rdrop_skips_blocks_in_training_only(one_torch_thread):
 def test_configs_are_consistent():
     for cfg in VIT_CONFIGS.values():
         assert cfg.dim % cfg.heads == 0 and len(cfg.rel_pos_rows) == cfg.depth
+
+
+def test_inference_copy_runs_in_bfloat16_and_follows_weight_changes(one_torch_thread):
+    torch.manual_seed(3)
+    net = CellposeSAM("tiny").eval()
+    x = torch.rand(2, 3, 256, 256)
+    with torch.inference_mode():
+        low = net.inference_copy(torch.bfloat16)
+        assert low.out.weight.dtype == torch.bfloat16 and net.out.weight.dtype == torch.float32
+        assert net.inference_copy(torch.bfloat16) is low  # cached
+        y32, y16 = net(x)[0], low(x)[0]
+    assert y16.dtype == torch.bfloat16
+    assert (y16.float() - y32).abs().max() < 0.05 * y32.abs().max()
+    with torch.no_grad():
+        net.out.bias.add_(1.0)
+    with torch.inference_mode():
+        again = net.inference_copy(torch.bfloat16)
+    assert again is not low and torch.equal(again.out.bias, net.out.bias.to(torch.bfloat16))
+    assert "_inference_copy" not in "".join(net.state_dict())
