@@ -273,6 +273,11 @@ class CellposeSAM(nn.Module):
         self.diam_mean = nn.Parameter(torch.full((1,), float(diam_mean)), requires_grad=False)
         self.diam_labels = nn.Parameter(torch.full((1,), float(diam_mean)), requires_grad=False)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are."""
+        return self.out.weight.device
+
     def inference_copy(self, dtype: torch.dtype) -> CellposeSAM:
         """This network with weights held in ``dtype`` (bfloat16, float16), for inference.
 

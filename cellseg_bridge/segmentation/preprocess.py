@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from cellseg_bridge.config import SegmentOptions
+from cellseg_bridge.config import SegmentOptions, TrainOptions
 from cellseg_bridge.core import transforms
 from cellseg_bridge.errors import InputError
 
@@ -181,7 +181,7 @@ def channel_index(which: int | str, names: list[str] | None, n: int, what: str) 
 SAM_INPUTS = 3
 
 
-def sam_channels(n: int, names: list[str] | None, opts: SegmentOptions) -> list[int]:
+def sam_channels(n: int, names: list[str] | None, opts: SegmentOptions | TrainOptions) -> list[int]:
     """The image channels (1 to 3, in order) that feed a Cellpose-SAM network.
 
     Cellpose 4 takes the first three channels of an image in their order and runs fewer
@@ -197,10 +197,11 @@ def sam_channels(n: int, names: list[str] | None, opts: SegmentOptions) -> list[
     InputError
         More than 3 channels chosen or present without a choice, or a channel that does not exist.
     """
-    if opts.channels is not None and str(opts.channels).strip():
-        items = [c.strip() for c in str(opts.channels).split(",") if c.strip()]
+    chosen = getattr(opts, "channels", None)  # training options have channel / nuclear_channel only
+    if chosen is not None and str(chosen).strip():
+        items = [c.strip() for c in str(chosen).split(",") if c.strip()]
         if len(items) > SAM_INPUTS:
-            raise InputError(f"channels {opts.channels!r}: Cellpose-SAM models take at most {SAM_INPUTS} channels")
+            raise InputError(f"channels {chosen!r}: Cellpose-SAM models take at most {SAM_INPUTS} channels")
         return [channel_index(c, names, n, "channels") for c in items]
     if opts.nuclear_channel is not None or opts.channel != 0:
         chans = [channel_index(opts.channel, names, n, "channel")]
