@@ -59,3 +59,11 @@ def test_other_tile_sizes_are_refused(model, planes):
     with pytest.raises(InputError, match="tiles of 256 px only.*tile_size 512"):
         _run(planes[0], model, "YX", tile_size=512)
     assert _run(planes[0], model, "YX", tile_size=256).options.tile_size == 256
+
+
+def test_3d_from_three_views(model, planes):
+    """do_3d: the 2D network on YX, ZY and ZX planes (Cellpose 4's scheme), our 3D dynamics."""
+    stack = np.stack([planes[0][:32, :40]] * 4)  # (Z, Y, X); every plane is padded to one 256-px tile
+    res = segment(stack, model, axes="ZYX", do_3d=True, diameter=30, precision="float32", return_flows=True)
+    assert res.labels.shape == (1, 4, 32, 40) and res.flows.shape == (1, 3, 4, 32, 40)
+    assert np.isfinite(res.flows).all()
