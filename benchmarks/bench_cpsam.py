@@ -5,7 +5,8 @@ One command (after ``bash benchmarks/peer4_env.sh``)::
     .venv/bin/python benchmarks/bench_cpsam.py [--size 1024]
 
 Weights: a full-size Cellpose-SAM network (SAM ViT-L, 305 M parameters) built by Cellpose 4's
-own ``CPSAM`` with seeded random weights and a readout fitted on two dsb2018 training tiles
+own ``CPSAM`` with seeded random weights (residual branches scaled by 0.1, so that the deep
+random stack keeps its input) and a readout fitted on two dsb2018 training tiles
 (``peer4_side.py build``), saved to a temporary folder (never committed). Input: a ``--size``
 square mosaic of the dsb2018 test-split fluorescence images (grayscale, ``_peer.mosaic``), no
 diameter (Cellpose 4's scale 1), ``flow_threshold`` 0.8 on both sides (the random network's
@@ -17,7 +18,8 @@ native bfloat16, float32 otherwise) and the peer (``peer4_side.py segment``,
 
 Reported: seconds per megapixel, peak RSS, the network's achieved GFLOP/s (FLOPs of one
 256 x 256 tile counted by ``FlopCounterMode`` x tiles run / seconds inside the network)
-against this process's measured fp32 and bf16 matmul peaks (2048^2, 2 threads), and AP@0.5
+against this process's measured fp32 and bf16 matmul peaks (2048^2, 2 threads), the largest
+differences of the flows and cell probability (both sides in bfloat16 by default), and AP@0.5
 of our masks against the peer's. The machine's load average is logged: on a shared CPU the
 ratio is the number to read, not the absolute times. Results: ``benchmarks/results/cpsam.json``.
 """
@@ -115,10 +117,11 @@ def _worker(args: argparse.Namespace) -> dict:
     img = np.load(args.image)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     t0 = time.perf_counter()
-    result = segment(img, model, **kwargs)
+    result = segment(img, model, return_flows=True, **kwargs)
     seconds = time.perf_counter() - t0
     masks = np.asarray(result.labels)[0, 0]
     np.save(Path(args.out) / "masks.npy", masks.astype(np.uint32))
+    np.save(Path(args.out) / "flows.npy", np.concatenate([result.flows[0, :, 0], result.cellprob[0]]))
     dtype = autocast_dtype(args.precision, torch.device("cpu")) or torch.float32
     return {"seconds": seconds, "net": stats, "n_masks": int(masks.max()), "rss_before_mb": rss_before,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, "dtype": str(dtype),
@@ -146,7 +149,7 @@ def run(size: int, flow_threshold: float) -> dict:
         np.save(tmp / "warmup.npy", read_gray(shared, small))
         common = [str(tmp / "image.npy"), str(ckpt), str(tmp), "--warmup", str(tmp / "warmup.npy"),
                   "--flow-threshold", str(flow_threshold)]
-        masks = {}
+        masks, flows = {}, {}
         for side in ("ours", "peer"):
             if side == "peer":
                 cmd = [str(python), str(PEER4_SIDE), "segment", *common]
@@ -155,6 +158,7 @@ def run(size: int, flow_threshold: float) -> dict:
             report[side] = run_worker(cmd, timeout=7200)
             report[side]["load_average_after"] = os.getloadavg()
             masks[side] = np.load(tmp / "masks.npy")
+            flows[side] = np.load(tmp / "flows.npy")
             log.info("%s: %.1f s (%.1f s/MP), %d masks", side, report[side]["seconds"],
                      report[side]["seconds"] / mp, report[side]["n_masks"])
     flops = flops_per_tile()
@@ -164,6 +168,10 @@ def run(size: int, flow_threshold: float) -> dict:
         net = report[side]["net"]
         report[side]["s_per_mp"] = report[side]["seconds"] / mp
         report[side]["net_gflops"] = net["tiles"] * flops / net["seconds"] / 1e9 if net["seconds"] else None
+    diff = np.abs(flows["ours"] - flows["peer"])
+    report["max_abs_diff"] = {"dP": float(diff[:2].max()), "cellprob": float(diff[2].max()),
+                              "cellprob_range": float(np.abs(flows["peer"][2]).max())}
+    report["cellprob_sign_agreement"] = float(np.mean((flows["ours"][2] > 0) == (flows["peer"][2] > 0)))
     if masks["peer"].max() > 0:
         ap = average_precision(masks["peer"], masks["ours"], (0.5, 0.75, 0.9))[0]
         report["ap_ours_vs_peer"] = [float(a) for a in ap]
@@ -200,7 +208,8 @@ def main() -> int:
           f"x{report['speedup_wall']:.2f}; peak RSS {o['peak_rss_mb']:.0f} vs {p['peak_rss_mb']:.0f} MiB; network "
           f"{o['net_gflops']:.0f} vs {p['net_gflops']:.0f} GFLOP/s (matmul peak fp32 "
           f"{report['matmul_gflops']['float32']:.0f}, bf16 {report['matmul_gflops']['bfloat16']:.0f}); "
-          f"AP@0.5 ours vs peer {report.get('ap_ours_vs_peer', ['n/a'])[0]}; load {report['load_average_end']}")
+          f"AP@0.5 ours vs peer {report.get('ap_ours_vs_peer', ['n/a'])[0]} ({o['n_masks']} vs {p['n_masks']} masks); "
+          f"flows max |diff| {report['max_abs_diff']}; load {report['load_average_end']}")
     return 0
 
 

@@ -56,12 +56,14 @@ def small_encoder_registry(spec: dict = SMALL):
         registry["vit_l"] = saved
 
 
-def randomise(net: torch.nn.Module, seed: int) -> None:
+def randomise(net: torch.nn.Module, seed: int, residual_scale: float = 1.0) -> None:
     """Seeded noise in every trainable tensor; ``W2`` and the diameters are left as built.
 
     Scales keep a random deep network's activations in range: weights ``N(0, 1/fan_in)``,
     biases and LayerNorm offsets ``N(0, 0.05)``, LayerNorm gains ``1 + N(0, 0.1)``, position
-    tables ``N(0, 0.5)``.
+    tables ``N(0, 0.5)``. ``residual_scale`` multiplies the weights that write into the
+    residual stream (``attn.proj``, ``mlp.lin2``): a deep random stack (ViT-L) otherwise
+    forgets its input, and no readout can then find cells.
     """
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -77,7 +79,8 @@ def randomise(net: torch.nn.Module, seed: int) -> None:
                 p.copy_(0.05 * noise)
             else:
                 fan_in = p[0].numel()
-                p.copy_(noise / fan_in**0.5)
+                scale = residual_scale if name.endswith(("attn.proj.weight", "mlp.lin2.weight")) else 1.0
+                p.copy_(scale * noise / fan_in**0.5)
 
 
 def _features(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -124,12 +127,12 @@ def fit_readout(net: torch.nn.Module, tiles: list, labels: list, ridge: float = 
         net.out.bias.copy_(w[-1].float())
 
 
-def build(seed: int, small: bool = True) -> torch.nn.Module:
+def build(seed: int, small: bool = True, residual_scale: float = 1.0) -> torch.nn.Module:
     """Cellpose 4's ``CPSAM`` (float32), small or ViT-L, with seeded random weights."""
     from cellpose.vit import CPSAM
 
     ctx = small_encoder_registry() if small else contextlib.nullcontext()
     with ctx:
         net = CPSAM(dtype=torch.float32)
-    randomise(net, seed)
+    randomise(net, seed, residual_scale)
     return net.eval()

@@ -3,12 +3,12 @@
 Subcommands (the last stdout line is a JSON report):
 
 * ``build OUT.pth [--seed S] [--shared DIR]``: Cellpose 4's own full-size ``CPSAM`` (SAM ViT-L)
-  with seeded random weights and a readout fitted on two dsb2018 training tiles at their own
+  with seeded random weights (residual-branch outputs scaled by 0.1) and a readout fitted on two dsb2018 training tiles at their own
   scale (``peer4_net.fit_readout``), saved with ``torch.save(state_dict)``;
 * ``segment IMAGE.npy CKPT OUTDIR [--warmup W.npy]``: ``CellposeModel(pretrained_model=CKPT,
   gpu=False)`` with Cellpose 4's defaults (bfloat16 weights), ``eval(img, flow_threshold=...)``
   (no diameter) timed,
-  the network's forward calls timed, peak RSS; masks saved as ``OUTDIR/masks.npy``.
+  the network's forward calls timed, peak RSS; masks and flows (dY, dX, cellprob) saved in OUTDIR.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def build(args: argparse.Namespace) -> dict:
     from peer4_golden import fit_tiles
 
     t0 = time.perf_counter()
-    net = peer4_net.build(args.seed, small=False)
+    net = peer4_net.build(args.seed, small=False, residual_scale=0.1)
     tiles, labels, ids = fit_tiles(args.shared / "data", n=1, scale=1)
     peer4_net.fit_readout(net, tiles, labels)
     torch.save({k: v.clone() for k, v in net.state_dict().items()}, args.out)
@@ -70,7 +70,8 @@ def segment(args: argparse.Namespace) -> dict:
     img = np.load(args.image)
     rss_before = _rss_mb()
     t0 = time.perf_counter()
-    masks, _flows, _styles = model.eval(img, flow_threshold=args.flow_threshold)
+    masks, flows, _styles = model.eval(img, flow_threshold=args.flow_threshold)
+    np.save(Path(args.out) / "flows.npy", np.concatenate([flows[1], flows[2][None]]).astype(np.float32))
     seconds = time.perf_counter() - t0
     np.save(Path(args.out) / "masks.npy", np.asarray(masks).astype(np.uint32))
     return {"seconds": seconds, "net": stats, "n_masks": int(np.max(masks)), "rss_before_mb": rss_before,

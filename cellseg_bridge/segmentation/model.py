@@ -7,13 +7,19 @@ is the public loader (it also knows ``"auto"``, :mod:`cellseg_bridge.segmentatio
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
 from cellseg_bridge.config import DEFAULTS, SegmentOptions
+from cellseg_bridge.core.dynamics import compute_masks
+from cellseg_bridge.core.dynamics_cp4 import compute_masks_cp4
 from cellseg_bridge.errors import InputError
 from cellseg_bridge.nn.inference import select_device
 from cellseg_bridge.nn.net import CellposeUNet
@@ -21,6 +27,7 @@ from cellseg_bridge.nn.registry import resolve_model, size_model_path
 from cellseg_bridge.nn.size_model import SizeModel, load_size_model
 from cellseg_bridge.nn.vit_checkpoint import FAMILY_SAM, FAMILY_UNET, load_network
 from cellseg_bridge.nn.vit_sam import CellposeSAM
+from cellseg_bridge.segmentation.preprocess import sam_channels
 
 __all__ = ["SegmentationModel", "load_network_model"]
 
@@ -73,9 +80,33 @@ class SegmentationModel:
         return self.diam_mean if self.family == FAMILY_SAM else self.diam_labels
 
     @property
+    def fixed_tiles(self) -> bool:
+        """Whether the network runs one tile size only (Cellpose-SAM: 256 px)."""
+        return hasattr(self.net, "tile_size")
+
+    @property
     def nchan(self) -> int:
         """Input channels of the network."""
         return int(self.net.nchan)
+
+    def compute_masks(self, dP: np.ndarray, cellprob: np.ndarray, *,
+                      window: tuple[tuple[int, int], tuple[int, int]] | None = None, **kwargs: Any) -> np.ndarray:
+        """Masks from this network's flows with the dynamics of its generation.
+
+        Cellpose-SAM in 2D: Cellpose 4's (:func:`~cellseg_bridge.core.dynamics_cp4.compute_masks_cp4`;
+        ``window``: ``(plane_shape, offset)`` when the flows are a chunk of a larger plane);
+        otherwise Cellpose 3's :func:`~cellseg_bridge.core.dynamics.compute_masks`. ``kwargs``:
+        thresholds, ``niter``, ``min_size``, ``max_size_fraction``.
+        """
+        if self.family == FAMILY_SAM and np.ndim(cellprob) == 2:
+            plane_shape, offset = window if window is not None else (None, (0, 0))
+            return compute_masks_cp4(dP, cellprob, plane_shape=plane_shape, offset=offset, **kwargs)
+        return compute_masks(dP, cellprob, **kwargs)
+
+    def channel_chooser(self, options: SegmentOptions) -> Callable[[int, list[str]], list[int]] | None:
+        """For Cellpose-SAM: ``(n_channels, names) -> indices`` by Cellpose 4's convention
+        (:func:`~cellseg_bridge.segmentation.preprocess.sam_channels`); None for the U-Net."""
+        return functools.partial(sam_channels, opts=options) if self.family == FAMILY_SAM else None
 
     def resolve_options(self, options: SegmentOptions) -> SegmentOptions:
         """``options`` with ``invert`` and ``nuclear_channel`` resolved for this model.

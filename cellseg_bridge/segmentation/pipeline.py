@@ -66,12 +66,10 @@ import torch
 
 from cellseg_bridge.config import DEFAULTS, SegmentOptions
 from cellseg_bridge.core import transforms
-from cellseg_bridge.core.dynamics import compute_masks, fill_holes_and_remove_small_masks
-from cellseg_bridge.core.dynamics_cp4 import compute_masks_cp4
+from cellseg_bridge.core.dynamics import fill_holes_and_remove_small_masks
 from cellseg_bridge.core.stitch import stitch_planes
 from cellseg_bridge.errors import InputError
 from cellseg_bridge.nn.inference import run_network, select_device
-from cellseg_bridge.nn.vit_checkpoint import FAMILY_SAM
 from cellseg_bridge.segmentation.model import SegmentationModel, load_network_model
 from cellseg_bridge.segmentation.preprocess import MAX_PLANE_PIXELS, MIN_SIDE, as_tczyx, normalize, select_channels
 from cellseg_bridge.segmentation.suggest import AUTO, AutoModel, ModelChoice, load_auto_model
@@ -213,9 +211,7 @@ class _Runner:
     def masks(self, dp: np.ndarray, cellprob: np.ndarray, niter: int, *, min_size=None, flow_threshold=None):
         o = self.opts
         tic = time.perf_counter()
-        # Cellpose-SAM models: Cellpose 4's 2D dynamics (core.dynamics_cp4), so masks match Cellpose 4
-        masks_fn = compute_masks_cp4 if self.model.family == FAMILY_SAM and cellprob.ndim == 2 else compute_masks
-        lab = masks_fn(
+        lab = self.model.compute_masks(  # Cellpose-SAM in 2D: Cellpose 4's dynamics
             dp,
             cellprob,
             cellprob_threshold=o.cellprob_threshold,
