@@ -116,7 +116,8 @@ SAM_RECIPE = {"optimizer": "adamw", "learning_rate": 1e-5, "weight_decay": 0.1, 
 def sam_train_options(opts: TrainOptions) -> TrainOptions:
     """``opts`` for fine-tuning a Cellpose-SAM network: Cellpose 4's recipe where not given.
 
-    The optimiser is always AdamW (as Cellpose 4); learning rate and weight decay take
+    The optimiser is always AdamW (as Cellpose 4), the patch embedding stays frozen (Cellpose 4
+    passes it no gradient); learning rate and weight decay take
     :data:`SAM_RECIPE`'s values unless given; crops are 256 px (the default 224 becomes 256,
     any other size is an :class:`InputError`). On a CPU, a ViT-L step holds the 305 M weights,
     AdamW's two moments and the activations of ``batch_size`` 256-px crops: about 6 GB
@@ -248,6 +249,8 @@ def setup_run(train_data, out_dir, val_data, resume, axes, masks_dir, flow_cache
     net, provenance = _init_net(opts, device)
     if isinstance(net, CellposeSAM):
         opts = sam_train_options(opts)
+        # Cellpose 4's forward reads the patch embedding through ``.data``: it never trains it
+        net.encoder.patch_embed.requires_grad_(False)
     nchan = int(net.nchan)
     if opts.crop_size % net.size_multiple:
         raise InputError(f"crop_size {opts.crop_size} must be a multiple of {net.size_multiple}")

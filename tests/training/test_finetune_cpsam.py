@@ -39,6 +39,7 @@ def test_fine_tune_uses_cellpose4_recipe_and_keeps_its_layout(pretrained, pairs,
     assert all(after[k].shape == before[k].shape for k in before)
     assert not torch.equal(after["out.weight"], before["out.weight"])
     assert torch.equal(after["W2"], before["W2"])  # fixed, not trained
+    assert torch.equal(after["encoder.patch_embed.proj.weight"], before["encoder.patch_embed.proj.weight"])
     net, config = load_network(res.weights)
     assert isinstance(net, CellposeSAM) and config["family"] == "cellpose-sam"
 
