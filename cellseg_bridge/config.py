@@ -294,6 +294,10 @@ class SegmentOptions(Options):
               "model's training diameter.", gt=0)
     channel: int | str = option(0, _CHANNEL)
     nuclear_channel: int | str | None = option(None, _NUCLEAR)
+    channels: str | None = option(
+        None, "Cellpose-SAM models (3 inputs): up to 3 channels in order, comma-separated indices or names; "
+              "default: the image's channels (at most 3; more is an error), or channel and nuclear_channel when "
+              "given; missing inputs are zeros. Cellpose 2/3 models use channel and nuclear_channel.")
     normalize_percentiles: tuple[float, float] = option((1.0, 99.0), _PERCENTILES)
     invert: bool | None = option(
         None, "Invert the normalised image (1 - x): dark objects on a bright background (brightfield, H&E) "

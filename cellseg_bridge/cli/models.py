@@ -29,7 +29,8 @@ def models_list(as_json: bool) -> None:
     for m in found:
         note = "" if m.active else "  (shadowed)"
         size = "size model" if m.has_size_model else "-"
-        click.echo(f"{m.name:<24} {m.source:<13} {m.size_bytes / 1e6:7.1f} MB  {size:<10} {m.path}{note}")
+        click.echo(f"{m.name:<24} {m.source:<13} {m.generation:<10} {m.size_bytes / 1e6:7.1f} MB  {size:<10} "
+                   f"{m.path}{note}")
     if not found:
         click.echo("no models found; get one with `cellseg models download nuclei` "
                    "or `cellseg models import PATH`")

@@ -33,7 +33,7 @@ import torch
 
 from cellseg_bridge.core import transforms
 from cellseg_bridge.nn import inference
-from cellseg_bridge.nn.inference import PAD_DIVISOR
+from cellseg_bridge.nn.inference import PAD_DIVISOR, fixed_tile_grid, pad_to_tile
 from cellseg_bridge.nn.precision import autocast_dtype
 
 __all__ = ["PlaneGrid", "chunk_network_output", "TileCache", "TILE_CACHE"]
@@ -145,17 +145,29 @@ class PlaneGrid:
 
     @classmethod
     def build(
-        cls, shape: tuple[int, int], rescale: float, tile_size: int, tile_overlap: float, div: int = PAD_DIVISOR
+        cls, shape: tuple[int, int], rescale: float, tile_size: int, tile_overlap: float, div: int = PAD_DIVISOR,
+        fixed: bool = False,
     ) -> PlaneGrid:
-        """Geometry of a ``(Y, X)`` plane at ``rescale`` with tiles of ``tile_size`` (> 0)."""
+        """Geometry of a ``(Y, X)`` plane at ``rescale`` with tiles of ``tile_size`` (> 0).
+
+        ``fixed``: a network that runs tiles of exactly ``tile_size`` (Cellpose-SAM), padded
+        and tiled as :func:`~cellseg_bridge.nn.inference.run_network` does for it.
+        """
         if tile_size <= 0:
             raise ValueError("chunked segmentation needs tiles (tile_size > 0)")
         tile_size = div * math.ceil(tile_size / div)
         scaled = transforms.scaled_shape(tuple(shape), rescale)
-        pads = [transforms.pad_amounts(n, div) for n in scaled]
+        if fixed:
+            pads = [pad_to_tile(n, tile_size, div) for n in scaled]
+        else:
+            pads = [transforms.pad_amounts(n, div) for n in scaled]
         padded = [n + a + b for n, (a, b) in zip(scaled, pads)]
         if padded[0] <= tile_size and padded[1] <= tile_size:
             tiles_y, tiles_x = [(0, padded[0])], [(0, padded[1])]
+        elif fixed:
+            grid = fixed_tile_grid((padded[0], padded[1]), tile_size, tile_overlap)
+            tiles_y = sorted({(s.start, s.stop) for s, _ in grid})
+            tiles_x = sorted({(s.start, s.stop) for _, s in grid})
         else:
             grid = transforms.tile_grid(tuple(padded), tile_size, tile_overlap, div=div)
             tiles_y = sorted({(s.start, s.stop) for s, _ in grid})

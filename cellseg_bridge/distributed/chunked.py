@@ -48,7 +48,6 @@ import numpy as np
 
 from cellseg_bridge.config import DEFAULTS, SegmentOptions
 from cellseg_bridge.core.chunk_merge import Chunk, chunk_grid, owned_labels, paste_owned, truncated_labels
-from cellseg_bridge.core.dynamics import compute_masks
 from cellseg_bridge.distributed.chunk_network import PlaneGrid, chunk_network_output
 from cellseg_bridge.distributed.models import cached_model
 from cellseg_bridge.distributed.plane_source import PlaneSource, open_plane_source, plane_percentiles
@@ -159,9 +158,9 @@ def _chunk_task(source: PlaneSource | np.ndarray, chunk: Chunk, params: _ChunkPa
     del block
     h, w = chunk.shape
     fraction = params.max_size_fraction * params.plane_shape[0] * params.plane_shape[1] / (h * w)
-    labels = compute_masks(y[:2], y[2], cellprob_threshold=params.cellprob_threshold,
-                           flow_threshold=params.flow_threshold, niter=params.niter,
-                           min_size=params.min_size, max_size_fraction=fraction)
+    labels = net_model.compute_masks(y[:2], y[2], window=(tuple(params.plane_shape), chunk.origin),
+                                     cellprob_threshold=params.cellprob_threshold, flow_threshold=params.flow_threshold,
+                                     niter=params.niter, min_size=params.min_size, max_size_fraction=fraction)
     del y
     owned = owned_labels(labels, chunk)
     cut = np.intersect1d(truncated_labels(labels, chunk, params.plane_shape), owned)
@@ -186,7 +185,7 @@ def _diameter(opts: SegmentOptions, model: Any, source: PlaneSource) -> float:
     if opts.diameter is not None:
         return float(opts.diameter)
     if model.size_model is None:
-        return float(model.diam_labels)
+        return float(model.default_diameter)
     from cellseg_bridge.segmentation.pipeline import segment
 
     ly, lx = source.shape
@@ -362,7 +361,8 @@ def segment_large(
     local_model = cached_model(spec, opts.device)
     opts = local_model.resolve_options(opts)
     source = open_plane_source(image, axes=axes, scene=scene, channel=opts.channel,
-                               nuclear_channel=opts.nuclear_channel, nchan=local_model.nchan)
+                               nuclear_channel=opts.nuclear_channel, nchan=local_model.nchan,
+                               choose=local_model.channel_chooser(opts))
     diameter = _diameter(opts, local_model, source)
     min_overlap = math.ceil(2 * diameter)
     overlap = min_overlap if overlap is None else int(overlap)
@@ -370,7 +370,7 @@ def segment_large(
         raise InputError(f"overlap {overlap} px is less than twice the diameter ({min_overlap} px)")
     rescale = local_model.diam_mean / diameter
     div = math.lcm(16, int(getattr(local_model.net, "size_multiple", 1)))
-    grid = PlaneGrid.build(source.shape, rescale, opts.tile_size, opts.tile_overlap, div)
+    grid = PlaneGrid.build(source.shape, rescale, opts.tile_size, opts.tile_overlap, div, fixed=local_model.fixed_tiles)
     tic = time.perf_counter()
     ranges = plane_percentiles(source, *opts.normalize_percentiles)
     t_perc = time.perf_counter() - tic

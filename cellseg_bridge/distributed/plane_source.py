@@ -10,6 +10,7 @@ workers open the file themselves and read only their blocks.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,7 @@ def open_plane_source(
     channel: int | str | None = 0,
     nuclear_channel: int | str | None = None,
     nchan: int = 1,
+    choose: Callable[[int, list[str]], list[int]] | None = None,
 ) -> PlaneSource:
     """A :class:`PlaneSource` for a file path or an array.
 
@@ -120,6 +122,10 @@ def open_plane_source(
         Channel to segment and optional nuclear channel (index or name).
     nchan : int
         Input channels of the network.
+    choose : callable, optional
+        ``choose(n_channels, names) -> indices``: the channels to read, in order, instead of
+        ``channel`` / ``nuclear_channel`` (Cellpose-SAM models:
+        :func:`~cellseg_bridge.segmentation.preprocess.sam_channels`).
 
     Raises
     ------
@@ -168,8 +174,14 @@ def open_plane_source(
     data = data.transpose([dims.index(letter) for letter in _DIMS])[0, :, 0]
     n = int(data.shape[0])
     names = names if len(names) == n else [f"ch{i}" for i in range(n)]
-    chans = [_channel(channel, names, n, "channel", path)]
-    if nuclear_channel is not None:
+    if choose is not None:
+        try:
+            chans = list(choose(n, names))
+        except InputError as exc:
+            raise InputError(exc.reason, path) from exc
+    else:
+        chans = [_channel(channel, names, n, "channel", path)]
+    if nuclear_channel is not None and choose is None:
         if nchan < 2:
             raise InputError("nuclear_channel given but the network takes a single channel", path)
         chans.append(_channel(nuclear_channel, names, n, "nuclear_channel", path))

@@ -16,12 +16,13 @@ absent), so several checkpoints may share a folder without mixing configs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import pickle
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -177,8 +178,9 @@ def infer_architecture(
     """
     if "W2" in state:
         raise InputError(
-            "this is a Cellpose 4 (Cellpose-SAM) checkpoint; "
-            "only Cellpose 2/3 CPnet checkpoints are supported",
+            "this is a Cellpose 4 (Cellpose-SAM) checkpoint, not a Cellpose 2/3 U-Net: "
+            "it segments (cellseg segment --model PATH) and fine-tunes, but cannot be used "
+            "where a U-Net is needed (restoration)",
             path,
         )
     levels = sorted(int(m.group(1)) for k in state if (m := _DOWN_CONV0.match(k)))
@@ -306,16 +308,44 @@ def load_checkpoint(
         do not fit the network or whose values are not finite, or when its
         ``config.json`` contradicts it.
     """
+    weights, state = read_state_dict(path)
+    return unet_from_state(weights, state, device)
+
+
+def read_state_dict(path: str | Path) -> tuple[Path, dict[str, torch.Tensor]]:
+    """The weights file ``path`` names (file or model folder) and its state dict, on the CPU.
+
+    Tensors are read onto the CPU (a network is moved afterwards: a device that is not
+    available then fails as such, not as an unreadable file).
+
+    Raises
+    ------
+    InputError
+        Missing, unreadable or corrupt file, objects other than tensors, NaN or infinite values.
+    """
     weights = _resolve_weights(Path(path))
+    with _file_errors(weights):
+        state = _as_state_dict(_read_raw(weights, torch.device("cpu")), weights)
+    bad = next(
+        (k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()), None
+    )
+    if bad is not None:
+        raise InputError(f"weights contain NaN or infinite values (first in {bad})", weights)
+    return weights, state
+
+
+def read_config(weights: Path) -> dict[str, Any]:
+    """The ``config.json`` beside ``weights`` if it belongs to that file, else ``{}``."""
+    return _read_config(weights)
+
+
+def unet_from_state(
+    weights: Path, state: dict[str, torch.Tensor], device: str | torch.device = "cpu"
+) -> tuple[CellposeUNet, dict[str, Any]]:
+    """The U-Net of a state dict read by :func:`read_state_dict` (see :func:`load_checkpoint`)."""
     device = torch.device(device)
-    # Tensors are read onto the CPU and the finished net is moved: a device that is
-    # not available then fails as such, not as an unreadable file.
-    try:
-        net, config = _network_from(weights)
-    except CellsegError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - untrusted bytes: any failure is the file's
-        raise InputError(f"not a usable checkpoint ({_first_line(exc)})", weights) from exc
+    with _file_errors(weights):
+        net, config = _unet_on_cpu(weights, state)
     net.to(device).eval()
     config = {**config, **net.architecture(), "weights": weights.name}
     logger.info(
@@ -329,21 +359,26 @@ def load_checkpoint(
     return net, config
 
 
+@contextlib.contextmanager
+def _file_errors(weights: Path) -> Iterator[None]:
+    """Turn any failure on untrusted bytes into one InputError naming ``weights``."""
+    try:
+        yield
+    except CellsegError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - untrusted bytes: any failure is the file's
+        raise InputError(f"not a usable checkpoint ({_first_line(exc)})", weights) from exc
+
+
 def _first_line(exc: BaseException) -> str:
     """``Type: first line of the message`` of an exception, for one-line reports."""
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
-def _network_from(weights: Path) -> tuple[CellposeUNet, dict[str, Any]]:
-    """The network (on the CPU) and config of a weights file; see :func:`load_checkpoint`."""
-    state = _as_state_dict(_read_raw(weights, torch.device("cpu")), weights)
+def _unet_on_cpu(weights: Path, state: dict[str, torch.Tensor]) -> tuple[CellposeUNet, dict[str, Any]]:
+    """The U-Net (on the CPU) and config of a state dict; see :func:`load_checkpoint`."""
     arch = infer_architecture(state, weights)
-    bad = next(
-        (k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()), None
-    )
-    if bad is not None:
-        raise InputError(f"weights contain NaN or infinite values (first in {bad})", weights)
     config = _read_config(weights)
     for key in ("nbase", "nout", "kernel_size"):
         if key in config and config[key] != arch[key]:

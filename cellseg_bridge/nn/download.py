@@ -27,7 +27,7 @@ from cellseg_bridge.nn.store import (
     read_json,
     validated,
 )
-from cellseg_bridge.nn.zoo import DEFAULT_MODEL_URL, KNOWN_SHA256, MODEL_URL_ENV, ZOO
+from cellseg_bridge.nn.zoo import DEFAULT_MODEL_URL, KNOWN_SHA256, MODEL_URL_ENV, UNSUPPORTED_CELLPOSE4, ZOO
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +138,8 @@ def download_model(
         incomplete download, checksum mismatch, a file that is not a
         checkpoint, or a cached model of that name from elsewhere.
     """
+    if name in UNSUPPORTED_CELLPOSE4:
+        raise InputError(f"{name!r} is a Cellpose 4 DINOv3 model: not supported yet (cpsam and cpsam_v2 are)")
     if name not in ZOO:
         close = difflib.get_close_matches(name, list(ZOO), n=3)
         hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
@@ -146,7 +148,7 @@ def download_model(
             "For a checkpoint you have, use `cellseg models import PATH`"
         )
     entry = ZOO[name]
-    base = base_url or os.environ.get(MODEL_URL_ENV) or DEFAULT_MODEL_URL
+    base = base_url or os.environ.get(MODEL_URL_ENV) or entry.base_url or DEFAULT_MODEL_URL
     if not base.lower().startswith(("http://", "https://", "file:")):
         raise InputError(f"model URL must start with http://, https:// or file: (got {base!r})")
     url = f"{base.rstrip('/')}/{entry.filename}"
@@ -199,7 +201,8 @@ def download_model(
                 "is recorded in %s (pass --sha256 to verify)",
                 name, url, digest, dest / CONFIG_NAME,
             )  # fmt: skip
-        config.update({"format": FORMAT, "channels": None, "provenance": {}, **loaded})
+        fmt = FORMAT if loaded.get("family") != "cellpose-sam" else "cellpose-sam-state-dict"
+        config.update({"format": fmt, "channels": None, "provenance": {}, **loaded})
         config.update(
             weights=entry.filename,
             sha256=digest,
@@ -211,6 +214,7 @@ def download_model(
                 "sha256_verified": expected is not None,
                 "date": now_iso(),
                 "cellpose_diam_mean": entry.diam_mean,
+                "generation": entry.generation,
             },
         )
         if size_model and entry.size_filename:

@@ -33,7 +33,7 @@ from cellseg_bridge.core import transforms
 from cellseg_bridge.errors import InputError
 from cellseg_bridge.nn.precision import autocast, autocast_dtype
 
-__all__ = ["select_device", "run_network", "forward_batch", "PAD_DIVISOR"]
+__all__ = ["select_device", "run_network", "forward_batch", "pad_to_tile", "fixed_tile_grid", "PAD_DIVISOR"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +84,13 @@ def forward_batch(
     """One network pass over a ``(B, C, Y, X)`` batch; float32 ``(output, style)`` arrays.
 
     The batch goes channels-last on the CPU (faster convolutions) and runs under
-    autocast to ``dtype`` when it is not None. Call under :func:`torch.inference_mode`.
+    autocast to ``dtype`` when it is not None; a network with ``inference_copy(dtype)``
+    (Cellpose-SAM) runs a copy of itself held in that dtype instead (no per-call weight casts).
+    Call under :func:`torch.inference_mode`.
     """
+    cast = getattr(net, "inference_copy", None)
+    if dtype is not None and cast is not None:  # the whole network in that dtype (Cellpose-SAM, as Cellpose 4)
+        net, dtype = cast(dtype), None
     x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(device)
     if device.type == "cpu":
         x = x.contiguous(memory_format=torch.channels_last)
@@ -116,6 +121,26 @@ def _plane_tiles(shape: tuple[int, int], tile_size: int, overlap: float, augment
     return [(s, False, False) for s in transforms.tile_grid(shape, tile_size, overlap, div=div)]
 
 
+def pad_to_tile(length: int, tile: int, div: int) -> tuple[int, int]:
+    """Padding of an axis for a fixed-tile network (Cellpose 4's rule): as
+    :func:`~cellseg_bridge.core.transforms.pad_amounts`, but a short axis is padded to one
+    whole tile, centred."""
+    if length >= tile:
+        return transforms.pad_amounts(length, div)
+    lpad = max(0, tile - length - div)
+    return div // 2 + lpad // 2, div // 2 + lpad - lpad // 2
+
+
+def fixed_tile_grid(shape: tuple[int, int], tile: int, overlap: float) -> list[tuple[slice, slice]]:
+    """Tiles of exactly ``tile`` px (Cellpose's rule: ``ceil((1 + 2 overlap) L / tile)`` per axis)."""
+    overlap = min(0.5, max(0.05, overlap))
+    starts = []
+    for length in shape:
+        n = 1 if length <= tile else int(math.ceil((1.0 + 2 * overlap) * length / tile))
+        starts.append(np.linspace(0, length - tile, n).astype(int))
+    return [(slice(int(y), int(y) + tile), slice(int(x), int(x) + tile)) for y in starts[0] for x in starts[1]]
+
+
 def run_network(
     net: torch.nn.Module,
     planes: np.ndarray,
@@ -139,7 +164,9 @@ def run_network(
         (whole-image pass), as does a tile that holds the padded plane. Rounded
         up to a multiple of the pad divisor; tiles larger than 224 shrink to
         what covers the plane (:func:`~cellseg_bridge.core.transforms.tile_layout`).
-        With ``augment``, 0 means 224.
+        With ``augment``, 0 means 224. A network with a ``tile_size`` attribute (Cellpose-SAM:
+        256) runs that size only: any other value is an error; short planes are padded to one
+        tile (centred) and tiles never shrink, as Cellpose 4 runs them.
     tile_overlap : float
         Fraction of tile overlap (clamped to [0.05, 0.5]); ignored with ``augment``.
     augment : bool
@@ -170,6 +197,9 @@ def run_network(
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
     div = math.lcm(PAD_DIVISOR, int(getattr(net, "size_multiple", 1)))
+    fixed = int(getattr(net, "tile_size", 0) or 0)  # a network that runs one tile size only
+    if fixed and int(tile_size) != fixed:
+        raise InputError(f"this network runs tiles of {fixed} px only (tile_size {tile_size} asked)")
     tile_size = int(tile_size)
     if augment and tile_size <= 0:
         tile_size = 224
@@ -178,7 +208,10 @@ def run_network(
         logger.info("tile size %d rounded up to %d (multiple of %d)", tile_size, rounded, div)
         tile_size = rounded
 
-    (y0, y1), (x0, x1) = transforms.pad_amounts(ly, div), transforms.pad_amounts(lx, div)
+    if fixed:
+        (y0, y1), (x0, x1) = pad_to_tile(ly, fixed, div), pad_to_tile(lx, fixed, div)
+    else:
+        (y0, y1), (x0, x1) = transforms.pad_amounts(ly, div), transforms.pad_amounts(lx, div)
     py, px = ly + y0 + y1, lx + x0 + x1
     if augment:  # Cellpose pads to at least one tile (at the end) before augmenting
         py, px = max(py, tile_size), max(px, tile_size)
@@ -186,6 +219,8 @@ def run_network(
     padded[:, :, y0 : y0 + ly, x0 : x0 + lx] = planes
     if tile_size > 0 and not augment and py <= tile_size and px <= tile_size:
         tiles = [((slice(0, py), slice(0, px)), False, False)]
+    elif fixed and not augment:
+        tiles = [(s, False, False) for s in fixed_tile_grid((py, px), fixed, tile_overlap)]
     else:
         tiles = _plane_tiles((py, px), tile_size, tile_overlap, augment, div)
     device = next(net.parameters()).device

@@ -52,7 +52,15 @@ from cellseg_bridge.nn.store import (
     size_model_path,
     validated,
 )
-from cellseg_bridge.nn.zoo import DEFAULT_MODEL_URL, KNOWN_SHA256, MODEL_URL_ENV, ZOO, ZooModel, zoo_model_for
+from cellseg_bridge.nn.zoo import (
+    DEFAULT_MODEL_URL,
+    KNOWN_SHA256,
+    MODEL_URL_ENV,
+    UNSUPPORTED_CELLPOSE4,
+    ZOO,
+    ZooModel,
+    zoo_model_for,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +94,9 @@ class ModelInfo:
     active : bool
         Whether :func:`resolve_model` picks this entry for ``name`` (False: an
         earlier source has a model of the same name).
+    generation : str
+        ``"cellpose3"`` (Cellpose 2/3 U-Net) or ``"cellpose4"`` (Cellpose-SAM), from the
+        zoo table or the model's ``config.json`` (the weights are not read).
     """
 
     name: str
@@ -95,6 +106,7 @@ class ModelInfo:
     size_model: Path | None
     config: dict[str, Any] | None
     active: bool = True
+    generation: str = "cellpose3"
 
     @property
     def has_size_model(self) -> bool:
@@ -167,6 +179,9 @@ def _looks_like_path(text: str) -> bool:
 
 
 def _missing_message(name: str, looked: dict[str, list[Path]]) -> str:
+    if name in UNSUPPORTED_CELLPOSE4:
+        return (f"model {name!r} is a Cellpose 4 DINOv3 model (cpdino): not supported yet; "
+                "Cellpose-SAM models (cpsam, cpsam_v2) and the Cellpose 3 zoo are")
     where = "; ".join(
         f"{source}: {', '.join(str(p) for p in paths)}" for source, paths in looked.items()
     )
@@ -273,6 +288,17 @@ def _entries() -> Iterator[tuple[str, str, Path, dict[str, Any] | None]]:
             yield sub.name, source, weights, config
 
 
+def _generation(name: str, source: str, config: dict[str, Any] | None) -> str:
+    """Which Cellpose generation a listed model is, without reading its weights."""
+    if config is not None:
+        origin = config.get("origin") or {}
+        if config.get("family") == "cellpose-sam" or origin.get("generation") == "cellpose4":
+            return "cellpose4"
+        return "cellpose3"
+    zoo = ZOO.get(name)
+    return zoo.generation if zoo is not None and source == "cellpose-zoo" else "cellpose3"
+
+
 def list_models() -> list[ModelInfo]:
     """Every model found in the bundled, cache and Cellpose zoo folders.
 
@@ -295,6 +321,7 @@ def list_models() -> list[ModelInfo]:
                 size_model=size_model_path(weights),
                 config=config,
                 active=name not in seen,
+                generation=_generation(name, source, config),
             )
         )
         seen.add(name)
@@ -352,8 +379,8 @@ def model_info(name: str | os.PathLike) -> dict[str, Any]:
     except InputError as exc:
         info["error"] = str(exc)
     else:
-        keys = ("nbase", "nout", "kernel_size", "diam_mean", "diam_labels")
-        info["architecture"] = {k: loaded[k] for k in keys}
+        keys = ("family", "nbase", "nout", "kernel_size", "vit", "diam_mean", "diam_labels")
+        info["architecture"] = {k: loaded[k] for k in keys if k in loaded}
     zoo = zoo_model_for(weights) or ZOO.get(text)
     if zoo is not None:
         info["zoo"] = dataclasses.asdict(zoo)

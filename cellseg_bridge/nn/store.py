@@ -23,7 +23,8 @@ from typing import Any
 from cellseg_bridge.config import models_dir
 from cellseg_bridge.errors import InputError
 from cellseg_bridge.io.atomic import atomic_output
-from cellseg_bridge.nn.checkpoint import CONFIG_NAME, load_checkpoint
+from cellseg_bridge.nn.checkpoint import CONFIG_NAME
+from cellseg_bridge.nn.vit_checkpoint import load_network
 
 #: Our own size model file, beside the weights in a model folder.
 SIZE_MODEL_NAME = "size_model.npz"
@@ -161,11 +162,17 @@ def building_model(cache: Path, name: str, dest: Path, overwrite: bool) -> Itera
 def validated(path: Path) -> dict[str, Any]:
     """Load ``path`` as a checkpoint (CPU) and return its config; any failure is an InputError.
 
-    Files given to import and download are untrusted: :func:`load_checkpoint`
-    turns every failure to read them (whatever torch raises on garbage) into an
-    InputError naming the file.
+    Files given to import and download are untrusted: besides the InputErrors of
+    :func:`~cellseg_bridge.nn.vit_checkpoint.load_network` (either family), torch's unpickler may raise other exceptions on
+    garbage (e.g. IndexError); they are reported, not propagated.
     """
-    return load_checkpoint(path, "cpu")[1]
+    try:
+        return load_network(path, "cpu")[1]
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 (untrusted bytes: anything may go wrong)
+        reason = f"{type(exc).__name__}: {exc}"
+        raise InputError(f"not a PyTorch checkpoint or corrupt ({reason})", path) from exc
 
 def size_model_path(checkpoint: str | os.PathLike) -> Path | None:
     """The size model belonging to a checkpoint, or None.

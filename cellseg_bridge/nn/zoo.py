@@ -1,4 +1,4 @@
-"""The Cellpose 3 model zoo: names, file names, size models, kinds (a table, no I/O).
+"""The Cellpose model zoo (Cellpose 3 and Cellpose 4): names, file names, size models, kinds (a table, no I/O).
 
 :data:`ZOO` maps the names users type (``nuclei``, ``cyto3``, ``denoise_cyto3``, ...)
 to Cellpose's file names on its model server and in ``~/.cellpose/models``;
@@ -19,6 +19,12 @@ MODEL_URL_ENV = "CELLSEG_BRIDGE_MODEL_URL"
 #: The Cellpose model server (Cellpose 3.1's ``_MODEL_URL``); a file is at ``<base>/<file name>``.
 DEFAULT_MODEL_URL = "https://www.cellpose.org/models/"
 
+#: Where Cellpose 4 (4.2's ``_MODEL_URL``) downloads its Cellpose-SAM models from.
+CELLPOSE4_MODEL_URL = "https://huggingface.co/mouseland/cellpose-sam/resolve/main/"
+
+#: Cellpose 4 models of a family not supported yet (DINOv3 backbone, 384-px tiles).
+UNSUPPORTED_CELLPOSE4 = ("cpdino", "cpdino-vitb")
+
 @dataclass(frozen=True)
 class ZooModel:
     """A model of the Cellpose 3 zoo.
@@ -36,6 +42,10 @@ class ZooModel:
     diam_mean : float
         The diameter Cellpose uses for this built-in model (17 for nuclei models,
         else 30). Cellpose takes it from this table, not from the state dict.
+    generation : str
+        ``"cellpose3"`` (U-Net, Cellpose 2/3) or ``"cellpose4"`` (Cellpose-SAM transformer).
+    base_url : str or None
+        Where the file is downloaded from, when not :data:`DEFAULT_MODEL_URL`.
     """
 
     name: str
@@ -43,6 +53,8 @@ class ZooModel:
     size_filename: str | None
     kind: str
     diam_mean: float
+    generation: str = "cellpose3"
+    base_url: str | None = None
 
 def _zoo_table() -> dict[str, ZooModel]:
     """The Cellpose 3.1 zoo, from the naming rules of its ``models.py`` and ``denoise.py``.
@@ -82,9 +94,12 @@ def _zoo_table() -> dict[str, ZooModel]:
                     add(f"{task}_{loss}_{target}", kind="restoration")
         if target != "cyto3":
             add(f"aniso_{target}", kind="restoration")
+    for name in ("cpsam", "cpsam_v2"):  # Cellpose 4: stored under their own names
+        table[name] = ZooModel(name=name, filename=name, size_filename=None, kind="segmentation",
+                               diam_mean=30.0, generation="cellpose4", base_url=CELLPOSE4_MODEL_URL)
     return table
 
-#: Cellpose 3 zoo: our name -> :class:`ZooModel`.
+#: Cellpose 3 and 4 zoo: our name -> :class:`ZooModel`.
 ZOO: dict[str, ZooModel] = _zoo_table()
 
 #: Verified sha256 of zoo weight files, by model name. Empty on purpose: only values
@@ -110,4 +125,13 @@ def zoo_model_for(checkpoint: str | os.PathLike) -> ZooModel | None:
     return next((z for z in ZOO.values() if z.filename == path.name), None)
 
 
-__all__ = ["DEFAULT_MODEL_URL", "KNOWN_SHA256", "MODEL_URL_ENV", "ZOO", "ZooModel", "zoo_model_for"]
+__all__ = [
+    "CELLPOSE4_MODEL_URL",
+    "DEFAULT_MODEL_URL",
+    "KNOWN_SHA256",
+    "MODEL_URL_ENV",
+    "UNSUPPORTED_CELLPOSE4",
+    "ZOO",
+    "ZooModel",
+    "zoo_model_for",
+]

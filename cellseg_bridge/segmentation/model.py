@@ -7,19 +7,27 @@ is the public loader (it also knows ``"auto"``, :mod:`cellseg_bridge.segmentatio
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
-from cellseg_bridge.config import SegmentOptions
+from cellseg_bridge.config import DEFAULTS, SegmentOptions
+from cellseg_bridge.core.dynamics import compute_masks
+from cellseg_bridge.core.dynamics_cp4 import compute_masks_cp4
 from cellseg_bridge.errors import InputError
-from cellseg_bridge.nn.checkpoint import load_checkpoint
 from cellseg_bridge.nn.inference import select_device
 from cellseg_bridge.nn.net import CellposeUNet
 from cellseg_bridge.nn.registry import resolve_model, size_model_path
 from cellseg_bridge.nn.size_model import SizeModel, load_size_model
+from cellseg_bridge.nn.vit_checkpoint import FAMILY_SAM, FAMILY_UNET, load_network
+from cellseg_bridge.nn.vit_sam import CellposeSAM
+from cellseg_bridge.segmentation.preprocess import sam_channels
 
 __all__ = ["SegmentationModel", "load_network_model"]
 
@@ -32,7 +40,7 @@ class SegmentationModel:
 
     Attributes
     ----------
-    net : CellposeUNet
+    net : CellposeUNet or CellposeSAM
         The network in eval mode, on ``device``.
     config : dict
         The checkpoint's config (architecture, diameters, provenance).
@@ -44,7 +52,7 @@ class SegmentationModel:
         Where the network runs (masks are always computed on the CPU).
     """
 
-    net: CellposeUNet
+    net: CellposeUNet | CellposeSAM
     config: dict
     name: str
     size_model: SizeModel | None = None
@@ -61,9 +69,44 @@ class SegmentationModel:
         return float(self.net.diam_labels.item())
 
     @property
+    def family(self) -> str:
+        """``"cellpose-unet"`` (Cellpose 2/3) or ``"cellpose-sam"`` (Cellpose 4)."""
+        return str(self.config.get("family", FAMILY_UNET))
+
+    @property
+    def default_diameter(self) -> float:
+        """The diameter used when none is given: ``diam_labels`` (Cellpose 3's rule), or for
+        Cellpose-SAM ``diam_mean`` (no rescaling, as Cellpose 4 runs without a diameter)."""
+        return self.diam_mean if self.family == FAMILY_SAM else self.diam_labels
+
+    @property
+    def fixed_tiles(self) -> bool:
+        """Whether the network runs one tile size only (Cellpose-SAM: 256 px)."""
+        return hasattr(self.net, "tile_size")
+
+    @property
     def nchan(self) -> int:
         """Input channels of the network."""
         return int(self.net.nchan)
+
+    def compute_masks(self, dP: np.ndarray, cellprob: np.ndarray, *,
+                      window: tuple[tuple[int, int], tuple[int, int]] | None = None, **kwargs: Any) -> np.ndarray:
+        """Masks from this network's flows with the dynamics of its generation.
+
+        Cellpose-SAM in 2D: Cellpose 4's (:func:`~cellseg_bridge.core.dynamics_cp4.compute_masks_cp4`;
+        ``window``: ``(plane_shape, offset)`` when the flows are a chunk of a larger plane);
+        otherwise Cellpose 3's :func:`~cellseg_bridge.core.dynamics.compute_masks`. ``kwargs``:
+        thresholds, ``niter``, ``min_size``, ``max_size_fraction``.
+        """
+        if self.family == FAMILY_SAM and np.ndim(cellprob) == 2:
+            plane_shape, offset = window if window is not None else (None, (0, 0))
+            return compute_masks_cp4(dP, cellprob, plane_shape=plane_shape, offset=offset, **kwargs)
+        return compute_masks(dP, cellprob, **kwargs)
+
+    def channel_chooser(self, options: SegmentOptions) -> Callable[[int, list[str]], list[int]] | None:
+        """For Cellpose-SAM: ``(n_channels, names) -> indices`` by Cellpose 4's convention
+        (:func:`~cellseg_bridge.segmentation.preprocess.sam_channels`); None for the U-Net."""
+        return functools.partial(sam_channels, opts=options) if self.family == FAMILY_SAM else None
 
     def resolve_options(self, options: SegmentOptions) -> SegmentOptions:
         """``options`` with ``invert`` and ``nuclear_channel`` resolved for this model.
@@ -72,7 +115,19 @@ class SegmentationModel:
         so none can hand it an input it was not trained on.
         """
         return dataclasses.replace(options, invert=self.resolve_invert(options.invert),
-                                   nuclear_channel=self.resolve_nuclear_channel(options.nuclear_channel))
+                                   nuclear_channel=self.resolve_nuclear_channel(options.nuclear_channel),
+                                   tile_size=self.resolve_tile_size(options.tile_size))
+
+    def resolve_tile_size(self, tile_size: int) -> int:
+        """``tile_size``, or for Cellpose-SAM its fixed 256 (the default 224 becomes 256;
+        any other value is an :class:`InputError`: its position embedding is for 32 x 32 tokens)."""
+        fixed = int(getattr(self.net, "tile_size", 0) or 0)
+        if not fixed or tile_size == fixed:
+            return tile_size
+        if tile_size == DEFAULTS.segment.tile_size:
+            return fixed
+        raise InputError(f"model {self.name} (Cellpose-SAM) runs tiles of {fixed} px only; "
+                         f"tile_size {tile_size} is not possible (leave it at the default)")
 
     def resolve_invert(self, invert: bool | None) -> bool:
         """``invert`` as asked, or (None) as the model was trained (``config["invert"]``)."""
@@ -115,7 +170,7 @@ def load_network_model(name_or_path: str | Path, device: str | torch.device = "a
     name = name_or_path
     dev = select_device(device)
     path = resolve_model(name)
-    net, config = load_checkpoint(path, dev)
+    net, config = load_network(path, dev)
     if int(config.get("nout", 3)) < 3:
         raise InputError(
             f"not a segmentation network (nout {config.get('nout')}; restoration models cannot segment)",

@@ -27,7 +27,8 @@ Steps, per time point (each time point is independent):
 4. **Network.** Bilinear resize by ``rescale`` (sizes truncated), pad, tiles of
    ``tile_size`` blended with a sigmoid taper (:mod:`cellseg_bridge.nn.inference`),
    flows and cell probability resized back to the image size.
-5. **Masks** (CPU, :func:`~cellseg_bridge.core.dynamics.compute_masks`):
+5. **Masks** (CPU, :func:`~cellseg_bridge.core.dynamics.compute_masks`; for Cellpose-SAM
+   models in 2D Cellpose 4's variant, :func:`~cellseg_bridge.core.dynamics_cp4.compute_masks_cp4`):
    ``niter`` None -> ``int(200 / rescale)`` (Cellpose: ``(1 / rescale) * 200``
    truncated).
 
@@ -67,7 +68,7 @@ import torch
 
 from cellseg_bridge.config import DEFAULTS, SegmentOptions
 from cellseg_bridge.core import transforms
-from cellseg_bridge.core.dynamics import compute_masks, fill_holes_and_remove_small_masks
+from cellseg_bridge.core.dynamics import fill_holes_and_remove_small_masks
 from cellseg_bridge.core.stitch import stitch_planes
 from cellseg_bridge.errors import InputError
 from cellseg_bridge.nn.inference import run_network, select_device
@@ -232,7 +233,7 @@ class _Runner:
               cellprob_threshold=None):
         o = self.opts
         tic = time.perf_counter()
-        lab = compute_masks(
+        lab = self.model.compute_masks(  # Cellpose-SAM in 2D: Cellpose 4's dynamics
             dp,
             cellprob,
             cellprob_threshold=o.cellprob_threshold if cellprob_threshold is None else cellprob_threshold,
@@ -414,7 +415,7 @@ def segment(
         else:
             if model.size_model is not None:
                 logger.info("no diameter estimation in 3D; using the model's diam_labels")
-            diameter = model.diam_labels
+            diameter = model.default_diameter
         rescale = model.diam_mean / diameter
         logger.info("time point %d: diameter %.3g px, rescale %.3g", t, diameter, rescale)
         if three_d:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from cellseg_bridge.config import SegmentOptions
+from cellseg_bridge.config import SegmentOptions, TrainOptions
 from cellseg_bridge.core import transforms
 from cellseg_bridge.errors import InputError
 
@@ -177,6 +177,44 @@ def channel_index(which: int | str, names: list[str] | None, n: int, what: str) 
     raise InputError(f"{what} must be an index or a name, got {which!r}")
 
 
+#: Inputs of a Cellpose-SAM network (Cellpose 4's channel convention, :func:`sam_channels`).
+SAM_INPUTS = 3
+
+
+def sam_channels(n: int, names: list[str] | None, opts: SegmentOptions | TrainOptions) -> list[int]:
+    """The image channels (1 to 3, in order) that feed a Cellpose-SAM network.
+
+    Cellpose 4 takes the first three channels of an image in their order and runs fewer
+    with the missing inputs absent, which equals zeros (its first convolution uses the
+    weights of the channels present only). Here: ``opts.channels`` (comma-separated indices
+    or names) when given; else ``channel`` (and ``nuclear_channel``) when either differs from
+    the default, as the first (and second) input; else all channels of an image with at most 3.
+    An image with more than 3 channels and no choice is refused, where Cellpose 4 would
+    silently drop the rest.
+
+    Raises
+    ------
+    InputError
+        More than 3 channels chosen or present without a choice, or a channel that does not exist.
+    """
+    chosen = getattr(opts, "channels", None)  # training options have channel / nuclear_channel only
+    if chosen is not None and str(chosen).strip():
+        items = [c.strip() for c in str(chosen).split(",") if c.strip()]
+        if len(items) > SAM_INPUTS:
+            raise InputError(f"channels {chosen!r}: Cellpose-SAM models take at most {SAM_INPUTS} channels")
+        return [channel_index(c, names, n, "channels") for c in items]
+    if opts.nuclear_channel is not None or opts.channel != 0:
+        chans = [channel_index(opts.channel, names, n, "channel")]
+        if opts.nuclear_channel is not None:
+            chans.append(channel_index(opts.nuclear_channel, names, n, "nuclear_channel"))
+        return chans
+    if n > SAM_INPUTS:
+        listing = ", ".join(f"{i}={nm!r}" for i, nm in enumerate(names)) if names else f"indices 0..{n - 1}"
+        raise InputError(f"the image has {n} channels ({listing}); Cellpose-SAM models take up to {SAM_INPUTS}: "
+                         "choose them with channels (e.g. --channels 0,2 or channel names)")
+    return list(range(n))
+
+
 def select_channels(
     data: np.ndarray, names: list[str] | None, opts: SegmentOptions, nchan: int
 ) -> np.ndarray:
@@ -207,9 +245,11 @@ def select_channels(
         single-channel network, NaN or infinite pixels in the channels used.
     """
     n = data.shape[1]
-    first = channel_index(opts.channel, names, n, "channel")
-    chans = [first]
-    if opts.nuclear_channel is not None:
+    if nchan == SAM_INPUTS:
+        chans = sam_channels(n, names, opts)
+    else:
+        chans = [channel_index(opts.channel, names, n, "channel")]
+    if opts.nuclear_channel is not None and nchan != SAM_INPUTS:
         if nchan < 2:
             raise InputError("nuclear_channel given but the network takes a single channel")
         chans.append(channel_index(opts.nuclear_channel, names, n, "nuclear_channel"))

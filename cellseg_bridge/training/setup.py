@@ -9,6 +9,7 @@ fine-tuned), the optimiser and, with ``resume``, the state saved at the last che
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass, field
@@ -21,9 +22,10 @@ import torch
 from cellseg_bridge.config import DEFAULTS, TrainOptions
 from cellseg_bridge.errors import InputError
 from cellseg_bridge.io.atomic import check_writable, clean_stale_staging
-from cellseg_bridge.nn.checkpoint import load_checkpoint
 from cellseg_bridge.nn.net import CellposeUNet
 from cellseg_bridge.nn.precision import training_autocast_dtype
+from cellseg_bridge.nn.vit_checkpoint import load_network
+from cellseg_bridge.nn.vit_sam import CellposeSAM
 from cellseg_bridge.training.data import TrainPair, TrainSample, find_pairs, load_pair, make_sample
 from cellseg_bridge.training.recipes import ADAMW_LR, get_recipe
 from cellseg_bridge.training.sources import DataSource, as_sources, sampling_probabilities
@@ -101,17 +103,46 @@ def _samples(items, nchan: int, opts: TrainOptions, flow_cache) -> list[TrainSam
 # --------------------------------------------------------------------------- network and optimiser
 
 
-def _init_net(opts: TrainOptions, device: torch.device) -> tuple[CellposeUNet, dict]:
+def _init_net(opts: TrainOptions, device: torch.device) -> tuple[CellposeUNet | CellposeSAM, dict]:
     if opts.pretrained:
         from cellseg_bridge.nn.registry import resolve_model
 
-        net, config = load_checkpoint(resolve_model(opts.pretrained), device)
+        net, config = load_network(resolve_model(opts.pretrained), device)
         if int(net.nout) != 3:
             raise InputError(f"pretrained model {opts.pretrained!r} is not a segmentation network")
-        logger.info("fine-tuning %s (nbase %s, diam_mean %.3g)", opts.pretrained, list(net.nbase), net.diam_mean.item())
+        logger.info("fine-tuning %s (%s, diam_mean %.3g)", opts.pretrained,
+                    f"nbase {list(net.nbase)}" if isinstance(net, CellposeUNet) else "Cellpose-SAM",
+                    net.diam_mean.item())
         return net, {"pretrained": str(opts.pretrained)}
     net = CellposeUNet(opts.nbase, 3, 3, diam_mean=float(opts.diam_mean)).to(device)
     return net, {"pretrained": None}
+
+
+#: Cellpose 4's fine-tuning recipe (its ``train_seg`` defaults): AdamW, learning rate 1e-5,
+#: weight decay 0.1, crops of 256 px (the network's only tile size).
+SAM_RECIPE = {"optimizer": "adamw", "learning_rate": 1e-5, "weight_decay": 0.1, "crop_size": 256}
+
+
+def sam_train_options(opts: TrainOptions) -> TrainOptions:
+    """``opts`` for fine-tuning a Cellpose-SAM network: Cellpose 4's recipe where not given.
+
+    The optimiser is always AdamW (as Cellpose 4), the patch embedding stays frozen (Cellpose 4
+    passes it no gradient); learning rate and weight decay take
+    :data:`SAM_RECIPE`'s values unless given; crops are 256 px (the default 224 becomes 256,
+    any other size is an :class:`InputError`). On a CPU, a ViT-L step holds the 305 M weights,
+    AdamW's two moments and the activations of ``batch_size`` 256-px crops: about 6 GB
+    plus 1-2 GB per crop; use ``batch_size`` 1-2 there (Cellpose 4 uses 1).
+    """
+    if opts.crop_size not in (DEFAULTS.train.crop_size, SAM_RECIPE["crop_size"]):
+        raise InputError(f"Cellpose-SAM trains on crops of {SAM_RECIPE['crop_size']} px only "
+                         f"(crop_size {opts.crop_size} asked)")
+    if opts.optimizer.lower() != "adamw":
+        logger.info("Cellpose-SAM: optimiser AdamW (Cellpose 4's recipe) instead of %s", opts.optimizer)
+    return dataclasses.replace(
+        opts, optimizer="adamw", crop_size=SAM_RECIPE["crop_size"],
+        learning_rate=SAM_RECIPE["learning_rate"] if opts.learning_rate is None else opts.learning_rate,
+        weight_decay=SAM_RECIPE["weight_decay"] if opts.weight_decay is None else opts.weight_decay,
+    )
 
 
 def _optimizer(net: torch.nn.Module, opts: TrainOptions, lr: float, wd: float) -> torch.optim.Optimizer:
@@ -132,7 +163,7 @@ class TrainingRun:
     out_dir: Path
     device: torch.device
     amp_dtype: torch.dtype | None
-    net: CellposeUNet
+    net: CellposeUNet | CellposeSAM
     optim: torch.optim.Optimizer
     samples: list[TrainSample]
     probabilities: np.ndarray | None  # per-image draw probabilities (several sources), else None
@@ -235,6 +266,10 @@ def setup_run(train_data, out_dir, val_data, resume, axes, masks_dir, flow_cache
     rng = np.random.default_rng(opts.seed)
 
     net, provenance = _init_net(opts, device)
+    if isinstance(net, CellposeSAM):
+        opts = sam_train_options(opts)
+        # Cellpose 4's forward reads the patch embedding through ``.data``: it never trains it
+        net.encoder.patch_embed.requires_grad_(False)
     nchan = int(net.nchan)
     if opts.crop_size % net.size_multiple:
         raise InputError(f"crop_size {opts.crop_size} must be a multiple of {net.size_multiple}")
