@@ -262,3 +262,29 @@ def test_bad_inputs_fail_one_by_one(vendor_folder, tmp_path):
     assert set(failed) == {str(p) for p in inputs[:3]}, report.failed
     assert all(reason for reason in failed.values())
     assert (tmp_path / "out" / "pims_cluster.ome.tif").exists()
+
+
+def test_convert_to_imagej_hyperstack_opens_in_plain_imagej(ij, shared_data, tmp_path):
+    """``--format imagej``: ImageJ 1.x (no Bio-Formats) sees the ND2's channels, slices, frames, Z spacing, names."""
+    from cellseg_bridge.io.reader import open_image
+
+    src = shared_data / "formats" / "nd2" / "pims_cluster.nd2"
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["convert", str(src), "--out", str(out), "--format", "imagej"])
+    assert result.exit_code == 0, result.output
+    original = open_image(src)
+    assert sorted(p.name for p in out.iterdir()) == ["cellseg_run.json", "pims_cluster.tif"]
+    imp = ij.openImage(str(out / "pims_cluster.tif"))
+    sizes = original.sizes
+    assert (imp.getNChannels(), imp.getNSlices(), imp.getNFrames()) == (sizes["C"], sizes["Z"], sizes["T"]) == (2, 10, 3)
+    cal = imp.getCalibration()
+    pixel = original.attrs["physical_pixel_sizes"]
+    assert (cal.pixelWidth, cal.pixelHeight, cal.pixelDepth) == pytest.approx((pixel["X"], pixel["Y"], pixel["Z"]))
+    assert str(cal.getUnit()) in ("µm", "micron")
+    labels = [str(imp.getStack().getSliceLabel(imp.getStackIndex(c + 1, 1, 1))) for c in range(sizes["C"])]
+    assert labels == original.attrs["channel_names"]
+    plane = np.asarray(original.isel(T=2, C=1, Z=7).values)
+    ip = imp.getStack().getProcessor(imp.getStackIndex(2, 8, 3))
+    assert [ip.getPixel(x, 3) for x in range(5)] == plane[3, :5].tolist()
+    back = open_image(out / "pims_cluster.tif")  # and our reader reads the same image back
+    np.testing.assert_array_equal(np.asarray(back.data), np.asarray(original.data))
