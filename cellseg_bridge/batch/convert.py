@@ -19,7 +19,9 @@ as failed. Inputs are only read; an output that would replace its own input
 is refused.
 
 Pixel sizes (µm), channel names and the scene name are written to the
-OME-XML. With ``output_format="imagej"`` each scene is an ImageJ hyperstack TIFF
+OME-XML, with what the reader knows of the acquisition
+(:func:`cellseg_bridge.io.acquisition.read_acquisition`): frame interval, acquisition date,
+objective, channel wavelengths and colours. With ``output_format="imagej"`` each scene is an ImageJ hyperstack TIFF
 ``<name>.tif`` instead (:mod:`cellseg_bridge.io.imagej_tiff`: plain ImageJ 1.x opens it with
 its channels, Z slices and frames, the Z spacing and the channel names as labels).
 Outputs are written atomically and existing outputs are skipped unless ``overwrite``.
@@ -163,16 +165,21 @@ def output_name(stem: str, index: int, scene_name: str, n_scenes: int) -> str:
 
 def _convert_task(item: WorkItem, axes: str | None, compression: str | None, output_format: str = "ome-tiff") -> dict:
     """Write one scene as OME-TIFF or ImageJ hyperstack (the task of :func:`convert`; picklable, for clusters)."""
+    from cellseg_bridge.io.acquisition import read_acquisition
     from cellseg_bridge.io.reader import open_image
     from cellseg_bridge.io.writers import write_ome_tiff
 
     image = open_image(item.source, scene=item.key, axes=axes_for(item.source, axes))
+    acquisition = read_acquisition(item.source, int(item.key or 0))
     if output_format == "imagej":
         from cellseg_bridge.io.imagej_tiff import write_imagej_tiff
 
-        write_imagej_tiff(image, item.outputs[0])
+        channels = acquisition.get("channels") or []
+        colors = [c.get("color") for c in channels] if len(channels) == image.sizes["C"] else None
+        write_imagej_tiff(image, item.outputs[0], frame_interval=acquisition.get("frame_interval_s"),
+                          channel_colors=colors if colors and all(colors) else None)
         return {"shape": [int(n) for n in image.shape]}
     write_ome_tiff(image, item.outputs[0], physical_pixel_sizes=image.attrs.get("physical_pixel_sizes"),
                    channel_names=image.attrs.get("channel_names"), compression=compression,
-                   name=image.attrs.get("scene"))
+                   name=image.attrs.get("scene"), acquisition=acquisition)
     return {"shape": [int(n) for n in image.shape]}

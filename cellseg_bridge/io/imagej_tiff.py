@@ -10,7 +10,7 @@ hyperstack TIFF keeps them in the ``ImageDescription`` ImageJ writes itself
   the frame interval (seconds) in ``finterval`` when known;
 - the channel names as the slice labels of every plane of that channel (ImageJ shows them as
   channel labels; :func:`cellseg_bridge.io.reader.open_image` reads them back as channel names);
-- several channels shown as a composite.
+- several channels shown as a composite, each with its colour when known (``LUTs``).
 
 One ``ImageDescription`` cannot hold both OME-XML and ImageJ's text, so this is a separate
 output format (``cellseg convert --format imagej``), not an addition to the OME-TIFF. ImageJ
@@ -50,6 +50,7 @@ def write_imagej_tiff(
     physical_pixel_sizes: PixelSizes | None = None,
     channel_names: Sequence[str] | None = None,
     frame_interval: float | None = None,
+    channel_colors: Sequence[str] | None = None,
     dims: str | None = None,
 ) -> Path:
     """Write an image as an ImageJ hyperstack TIFF, atomically.
@@ -68,6 +69,8 @@ def write_imagej_tiff(
         One name per channel: the label of each plane of the channel.
     frame_interval : float, optional
         Seconds between time points (ImageJ's ``finterval``).
+    channel_colors : sequence of str, optional
+        One ``"#rrggbb"`` per channel: each channel's LUT runs from black to it.
     dims : str, optional
         Axis letters of a plain array.
 
@@ -113,6 +116,12 @@ def write_imagej_tiff(
             metadata["spacing"] = sizes["Z"]
     if interval is not None and float(interval) > 0:
         metadata["finterval"] = float(interval)
+    if channel_colors is not None:
+        if len(channel_colors) != n_c:
+            raise InputError(f"{len(channel_colors)} channel colours given for {n_c} channels", path)
+        ramp = np.arange(256, dtype=np.float64) / 255
+        metadata["LUTs"] = [np.stack([np.round(ramp * int(str(c).lstrip("#")[i:i + 2], 16)) for i in (0, 2, 4)])
+                            .astype(np.uint8) for c in channel_colors]
     order = [AXES.index(axis) for axis in IMAGEJ_AXES]
     tzc = data.transpose(order)  # T Z C Y X: _planes walks the first three axes in order
     log.debug("writing ImageJ hyperstack %s: TZCYX %s %s", path, tzc.shape, dtype)

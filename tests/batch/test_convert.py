@@ -288,3 +288,44 @@ def test_convert_to_imagej_hyperstack_opens_in_plain_imagej(ij, shared_data, tmp
     assert [ip.getPixel(x, 3) for x in range(5)] == plane[3, :5].tolist()
     back = open_image(out / "pims_cluster.tif")  # and our reader reads the same image back
     np.testing.assert_array_equal(np.asarray(back.data), np.asarray(original.data))
+    # the acquisition facts ImageJ has a place for: frame interval, channel colours (the ND2's)
+    assert cal.frameInterval == pytest.approx(10.870089)
+    import jpype
+
+    top = jpype.JInt(255)
+    luts = [imp.getChannelLut(c + 1) for c in range(2)]
+    assert [(lut.getRed(top), lut.getGreen(top), lut.getBlue(top)) for lut in luts] == [(120, 233, 15), (254, 1, 0)]
+
+
+def test_convert_keeps_acquisition_metadata_as_ome_fields(shared_data, tmp_path):
+    """Frame interval, date, objective, channel wavelengths and colours of an ND2 and a CZI reach the OME-XML."""
+    import xml.etree.ElementTree as ET
+
+    from cellseg_bridge.io.acquisition import read_acquisition
+
+    nd2 = shared_data / "formats" / "nd2" / "pims_cluster.nd2"
+    czi = shared_data / "formats" / "czi" / "CD_s_1_t_3_c_2_z_5.czi"
+    out = tmp_path / "out"
+    assert convert([nd2, czi], out, quiet=True).ok
+    source = read_acquisition(nd2)
+    assert source == {
+        "frame_interval_s": pytest.approx(10.870089), "acquisition_date": "2014-06-18T13:55:23.392019+00:00",
+        "channels": [{"emission_nm": 525.0, "excitation_nm": 488.0, "color": "#78e90f"},
+                     {"emission_nm": 700.0, "excitation_nm": 561.0, "color": "#fe0100"}],
+        "objective": {"model": "Plan Apo λ 60x", "magnification": 60.0, "na": 0.95},
+    }
+    assert read_acquisition(out / "pims_cluster.ome.tif") == source  # read back through bioio / ome-types
+    with tifffile.TiffFile(out / "pims_cluster.ome.tif") as tif:
+        root = ET.fromstring(tif.ome_metadata)
+    ns = {"ome": root.tag.split("}")[0].strip("{")}
+    pixels = root.find("ome:Image/ome:Pixels", ns)
+    assert float(pixels.get("TimeIncrement")) == pytest.approx(10.870089) and pixels.get("TimeIncrementUnit") == "s"
+    names = [c.get("Name") for c in pixels.findall("ome:Channel", ns)]
+    assert names == ["5-FAM/pH 9.0", "FM 4-64/2% CHAPS"]  # the names stay beside the wavelengths
+    assert root.find("ome:Image/ome:ObjectiveSettings", ns).get("ID") == \
+        root.find("ome:Instrument/ome:Objective", ns).get("ID")
+    czi_facts = read_acquisition(out / "CD_s_1_t_3_c_2_z_5.ome.tif")
+    assert czi_facts["frame_interval_s"] == pytest.approx(60.045434)
+    assert czi_facts["objective"] == {"model": "Plan-Apochromat 50x/1.2", "magnification": 50.0, "na": 1.2,
+                                      "immersion": "Water"}
+    assert [c["emission_nm"] for c in czi_facts["channels"]] == [568.0, 517.0]
