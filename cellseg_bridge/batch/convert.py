@@ -15,7 +15,8 @@ Naming rule (``out_dir`` / name):
 count as one extension). The rule lives in :mod:`cellseg_bridge.batch.naming`, shared
 with the other batch commands. Two inputs that map to the same output in one run
 (``a/x.czi`` and ``b/x.nd2``) are not both converted: the second is reported
-as failed. Inputs are only read; an output that would replace its own input
+as failed, unless ``keep_tree`` puts each output in the sub-folder of ``out_dir`` that
+mirrors its input's (``out/a/x.ome.tif``, ``out/b/x.ome.tif``). Inputs are only read; an output that would replace its own input
 is refused.
 
 Pixel sizes (µm), channel names and the scene name are written to the
@@ -40,7 +41,7 @@ from cellseg_bridge.batch.items import WorkItem
 from cellseg_bridge.batch.naming import axes_for, file_stem, plan_scene_items, sanitise, scene_stem, select_scene
 from cellseg_bridge.batch.report import BatchReport
 from cellseg_bridge.batch.run_record import RunRecord
-from cellseg_bridge.batch.runner import run_batch
+from cellseg_bridge.batch.runner import input_folder, run_batch
 from cellseg_bridge.config import DEFAULTS
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ def convert(
     axes: str | None = DEFAULTS.read.axes,
     compression: str | None = DEFAULTS.convert.compression,
     output_format: str = "ome-tiff",
+    keep_tree: bool = False,
     recursive: bool = DEFAULTS.batch.recursive,
     quiet: bool = False,
     client: Any = None,
@@ -91,6 +93,10 @@ def convert(
         OME-TIFF compression (``"zlib"``, ``"none"``); ImageJ hyperstacks are not compressed.
     output_format : str
         ``"ome-tiff"`` (``<name>.ome.tif``) or ``"imagej"`` (an ImageJ hyperstack ``<name>.tif``).
+    keep_tree : bool
+        Write each output into the sub-folder of ``out_dir`` that mirrors where its input was
+        found under a folder or pattern input (``in/a/x.czi`` -> ``out/a/x.ome.tif``), so that
+        files with the same name in different folders do not clash.
     recursive : bool
         Descend into sub-folders of folder inputs.
     quiet : bool
@@ -118,9 +124,14 @@ def convert(
     with executor_for(client, workers, scheduler) as executor:
         manifest = None if executor.in_process else out_dir / DEFAULTS.distributed.manifest_name
         record = RunRecord(out_dir, "convert", {"compression": compression, "axes": axes, "format": output_format},
-                           {"scene": scene})
-        plan = functools.partial(plan_outputs, out_dir=out_dir, scene=scene, output_format=output_format)
-        report = run_batch(inputs, plan, task,
+                           {"scene": scene, "keep_tree": keep_tree})
+        listed = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+
+        def plan(source: Path) -> list[WorkItem]:
+            folder = out_dir / input_folder(source, listed) if keep_tree else out_dir
+            return plan_outputs(source, folder, scene=scene, output_format=output_format)
+
+        report = run_batch(listed, plan, task,
                            overwrite=overwrite, recursive=recursive, suffixes=tuple(SUPPORTED_SUFFIXES),
                            exclude=[out_dir], quiet=quiet, description="convert", executor=executor,
                            manifest=manifest, stale=record.stale_reason())

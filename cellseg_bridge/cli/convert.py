@@ -24,10 +24,12 @@ from cellseg_bridge.config import DEFAULTS, ConvertOptions, DistributedOptions, 
               show_default=True, help="ome-tiff: <name>.ome.tif with OME-XML (Fiji: Bio-Formats). imagej: an ImageJ "
               "hyperstack <name>.tif that plain ImageJ opens with its channels, slices, frames, Z spacing and "
               "channel names (not compressed).")
+@click.option("--keep-tree", is_flag=True, help="Mirror the input folders under --out (in/a/x.czi -> "
+              "OUT/a/x.ome.tif), so that files of the same name in different folders do not clash.")
 @options_from(DEFAULTS.batch)
 @click.pass_context
 def convert(ctx: click.Context, inputs: tuple[str, ...], out_dir: Path, recursive: bool, output_format: str,
-            **params: Any) -> None:
+            keep_tree: bool, **params: Any) -> None:
     """Convert microscope files (CZI, ND2, LIF, TIFF, ...) to OME-TIFF, one file per scene.
 
     INPUT may be files, folders or glob patterns. Names: <stem>.ome.tif, or
@@ -42,7 +44,7 @@ def convert(ctx: click.Context, inputs: tuple[str, ...], out_dir: Path, recursiv
     use_reader(ctx, read.reader)
     report = run_batch_api(ctx, "converted", convert_files, list(inputs), out_dir, overwrite=options.overwrite,
                            scene=read.scene, axes=read.axes, compression=options.compression, output_format=output_format,
-                           recursive=recursive,
+                           keep_tree=keep_tree, recursive=recursive,
                            quiet=is_quiet(ctx), workers=dist.workers, scheduler=dist.scheduler)
     click.echo(report.summary(verb="converted"))
     if not report.ok:

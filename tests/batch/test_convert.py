@@ -107,6 +107,26 @@ def test_convert_with_fake_reader(tmp_path, fake_reader):
     assert "no scene named 'nope'" in bad.failed[0][1]
 
 
+def test_keep_tree_mirrors_the_input_folders(tmp_path, fake_reader):
+    """Same-named files in two folders clash in one output folder; ``--keep-tree`` mirrors the folders."""
+    src = tmp_path / "in"
+    for folder, value in (("a", 1), ("b/deep", 3)):
+        (src / folder).mkdir(parents=True)
+        (src / folder / "x.czi").write_text(json.dumps({"scenes": ["Image:0"], "shape": [1, value, 1, 8, 9]}))
+    flat = convert(src, tmp_path / "flat", recursive=True, quiet=True)
+    assert len(flat.done) == 1 and len(flat.failed) == 1  # the second x.czi clashes with the first
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["convert", str(src), "--out", str(out), "--recursive", "--keep-tree"])
+    assert result.exit_code == 0, result.output
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*.ome.tif"))
+    assert written == ["a/x.ome.tif", "b/deep/x.ome.tif"]
+    with tifffile.TiffFile(out / "b" / "deep" / "x.ome.tif") as tif:
+        assert tif.series[0].shape[0] == 3  # the file of b/deep (3 channels)
+    named = convert([src / "a" / "x.czi", str(src / "b" / "*" / "*.czi")], tmp_path / "mixed", keep_tree=True,
+                    quiet=True)  # a file named itself stays at the top; a pattern mirrors below its fixed start
+    assert sorted(str(p.relative_to(tmp_path / "mixed")) for p in named.done) == ["deep/x.ome.tif", "x.ome.tif"]
+
+
 def test_interrupted_write_leaves_no_partial_output(tmp_path, fake_reader, monkeypatch):
     src = _fake_inputs(tmp_path / "in")
     out = tmp_path / "out"
