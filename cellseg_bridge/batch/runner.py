@@ -170,6 +170,27 @@ def expand_inputs(
     return files, problems
 
 
+def input_folder(source: Path, inputs: Iterable[str | Path]) -> Path:
+    """The sub-folder ``source`` was found in, relative to the first of ``inputs`` (a folder or a
+    pattern's fixed start) that holds it; ``Path()`` for a file named itself or found at the top.
+
+    Symbolic links are not resolved: the tree is the one the user sees.
+    """
+    where = Path(os.path.abspath(source)).parent
+    for item in inputs:
+        text = str(item)
+        if Path(text).is_dir():
+            root = Path(os.path.abspath(text))
+        elif _GLOB_CHARS & set(text):
+            fixed = list(itertools.takewhile(lambda part: not (_GLOB_CHARS & set(part)), Path(text).parts))
+            root = Path(os.path.abspath(Path(*fixed))) if fixed else Path.cwd()
+        else:
+            continue
+        if where.is_relative_to(root):
+            return where.relative_to(root)
+    return Path()
+
+
 def _glob_root(pattern: str) -> Path:
     """Return the folder a glob pattern starts in (its parts before the first wildcard)."""
     parts = Path(pattern).parts

@@ -14,8 +14,8 @@ import numpy as np
 from cellseg_bridge.config import GeoJsonOptions, SegmentOptions
 from cellseg_bridge.errors import InputError
 
-__all__ = ["count_labels", "network_outputs", "write_flows", "write_geojson_output", "write_rois", "write_seg_npy_output",
-           "write_tracks"]
+__all__ = ["count_labels", "network_outputs", "pixel_destinations", "write_flows", "write_geojson_output", "write_rois",
+           "write_seg_npy_output", "write_tracks"]
 
 #: ROI and GeoJSON names of cells linked over time (``segment --track``): the track id, then ``_t003``.
 TRACK_NAME_FORMAT = "track_{label:04d}"
@@ -130,18 +130,42 @@ def write_flows(path: Path, result: Any, labels_shape: tuple[int, ...], sizes: d
 
 
 def write_seg_npy_output(path: Path, source: Path, labels: np.ndarray, result: Any, diameter: float | None,
-                   options: SegmentOptions) -> None:
-    """``<base>_seg.npy`` for Cellpose's GUI (first plane; flows when the result has them)."""
+                         options: SegmentOptions, chan_choose: tuple[int, int] = (0, 0)) -> None:
+    """``<base>_seg.npy`` for Cellpose's GUI (first plane; flows when the result has them).
+
+    With flows, the file holds all five items of the GUI's ``flows`` list, the last two being what
+    the GUI recomputes masks from when the user changes its thresholds: ``flows[3]`` the pixel
+    destinations of :func:`pixel_destinations` and ``flows[4]`` ``[dY, dX, cellprob]`` at the
+    image's size. ``chan_choose`` is Cellpose's channel pair (1-based, 0 = grayscale / none).
+    """
     from cellseg_bridge.io.seg_npy import gui_flows, write_seg_npy
 
     flows_list: list = []
     if getattr(result, "flows", None) is not None and getattr(result, "cellprob", None) is not None:
         flows, cellprob = network_outputs(result, labels.shape)
-        flows_list = gui_flows(flows[0][-2:, 0], cellprob[0, 0])
+        dp, prob = flows[0][-2:, 0], cellprob[0, 0]
+        p = pixel_destinations(dp, prob, float(options.cellprob_threshold), int(options.niter or 200))
+        flows_list = gui_flows(dp, prob, p)
     extra = {
         "model_path": str(getattr(result, "model", "") or ""),
         "flow_threshold": float(options.flow_threshold),
         "cellprob_threshold": float(options.cellprob_threshold),
     }
     write_seg_npy(path, labels[0, 0], filename=os.path.abspath(source), diameter=diameter, flows=flows_list,
-                  extra=extra)
+                  chan_choose=chan_choose, extra=extra)
+
+
+def pixel_destinations(dp: np.ndarray, cellprob: np.ndarray, cellprob_threshold: float, niter: int) -> np.ndarray:
+    """Where every pixel ends after the flow dynamics, ``(2, Y, X)`` float32 (Cellpose's ``p``).
+
+    Pixels above ``cellprob_threshold`` follow ``dp / 5`` for ``niter`` steps
+    (:func:`cellseg_bridge.core.dynamics.follow_flows`); the others stay where they are.
+    """
+    from cellseg_bridge.core.dynamics import follow_flows
+
+    mask = cellprob > cellprob_threshold
+    p = np.stack(np.meshgrid(*(np.arange(n, dtype=np.float32) for n in mask.shape), indexing="ij"))
+    moved = follow_flows(dp, mask, niter)
+    for axis in range(p.shape[0]):
+        p[axis][mask] = moved[axis]
+    return p

@@ -20,7 +20,10 @@ file                        content                                           wh
 ``<base>_overlay.png``      the segmented channel in gray with outlines in    ``"overlay"``
                             magenta: first time point, middle Z plane
 ``<base>_seg.npy``          Cellpose GUI file (masks, outlines, flows;        ``save_seg_npy``,
-                            ``filename`` = the input's absolute path)         2D images only
+                            ``filename`` = the input's absolute path;         2D images only
+                            pixel destinations and ``[dY, dX, cellprob]``
+                            so that the GUI recomputes masks at other
+                            thresholds; ``chan_choose`` as Cellpose's pair)
 ``<base>_flows.ome.tif``    network output per pixel: channels ``dY``,        ``save_flows``
                             ``dX`` (``dZ`` first in 3D) and ``cellprob``
 ``<base>_cells.geojson``    QuPath GeoJSON: one feature per cell and plane,   ``save_geojson``

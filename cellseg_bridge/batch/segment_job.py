@@ -178,7 +178,11 @@ def segment_item(
         z = n_z // 2
         writers["overlay"] = lambda path: write_png(outline_overlay(pixels[0, channel, z], labels[0, z]), path)
     if "seg_npy" in outputs:
-        writers["seg_npy"] = lambda path: write_seg_npy_output(path, item.source, labels, result, diameter, options)
+        # Cellpose's channel pair: 1-based channels, 0 = grayscale (one channel) / no nuclear channel
+        nuclear = kwargs.get("nuclear_channel")
+        chan = (0, 0) if n_c == 1 else (channel + 1, 0 if nuclear is None else int(nuclear) + 1)
+        writers["seg_npy"] = lambda path: write_seg_npy_output(path, item.source, labels, result, diameter, options,
+                                                               chan)
     if "flows" in outputs:
         writers["flows"] = lambda path: write_flows(path, result, labels.shape, sizes)
     if "tracks" in outputs:

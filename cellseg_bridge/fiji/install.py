@@ -11,12 +11,19 @@ When that command is this environment's, the file also caches ``cellseg defaults
 the list of commands, with a stamp of ``cellseg_bridge/config.py`` (size, mtime): a
 script then starts Python once per call (the command itself) instead of also asking for
 the defaults; a changed ``config.py`` (an upgrade) makes the scripts ask again.
+
+It also caches the segmentation models of ``cellseg models list`` (restoration networks left
+out): the scripts whose ``model`` parameter is a choice list (``#@ String (... choices={...}
+...) model``) are installed with that list, then ``auto``, the default model preselected; the
+dialog shows them as a drop-down. Without the cache (another environment's command) the list
+stays the one in ``fiji_scripts`` (``default``, ``auto``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -29,7 +36,8 @@ from cellseg_bridge.io.atomic import atomic_output
 
 log = logging.getLogger(__name__)
 
-__all__ = ["InstallReport", "default_scripts_dir", "default_command", "defaults_cache", "install_scripts"]
+__all__ = ["InstallReport", "default_scripts_dir", "default_command", "defaults_cache", "install_scripts",
+           "segmentation_models", "with_model_choices"]
 
 #: Menu folder of the scripts inside ``Fiji.app/scripts``.
 MENU_DIR = Path("scripts") / "Plugins" / "Cellseg"
@@ -37,6 +45,8 @@ MENU_DIR = Path("scripts") / "Plugins" / "Cellseg"
 LIB_DIR = Path("jars") / "Lib"
 HELPER = "cellseg_fiji.py"
 CONFIG = "cellseg_fiji.json"
+#: A script's ``model`` choice parameter: the choices and the preselected value are filled at install.
+_MODEL_CHOICE = re.compile(r'^(#@\s*String\s*\(.*choices\s*=\s*)\{[^}]*\}(.*value\s*=\s*)"[^"]*"(.*\)\s*model\s*)$')
 
 
 @dataclass
@@ -68,8 +78,33 @@ def defaults_cache(commands: list[str]) -> dict[str, Any]:
     return {
         "defaults": json.loads(json.dumps(config.DEFAULTS.to_dict())),  # exactly what `cellseg defaults` prints
         "commands": sorted(commands),
+        "models": segmentation_models(),
         "stamp": {"config_py": str(source), "size": stat.st_size, "mtime": int(stat.st_mtime)},
     }
+
+
+def segmentation_models() -> list[str]:
+    """Names of the models ``cellseg models list`` finds that segment (restoration networks, one output, left out)."""
+    from cellseg_bridge.nn.registry import list_models
+
+    return [m.name for m in list_models() if m.active and (m.config or {}).get("nout", 3) != 1]
+
+
+def with_model_choices(script: str, models: list[str], default: str) -> str:
+    """``script`` with its ``model`` choice parameter listing ``models`` and ``auto``, ``default`` preselected.
+
+    A script without such a line, or an empty ``models``, is returned unchanged.
+    """
+    if not models:
+        return script
+    names = list(dict.fromkeys([*models, default, "auto"]))
+    choices = "{" + ", ".join(json.dumps(name) for name in names) + "}"
+    lines = script.split("\n")
+    for index, line in enumerate(lines):
+        match = _MODEL_CHOICE.match(line)
+        if match:
+            lines[index] = f"{match.group(1)}{choices}{match.group(2)}{json.dumps(default)}{match.group(3)}"
+    return "\n".join(lines)
 
 
 def install_scripts(
@@ -116,16 +151,21 @@ def install_scripts(
                          source)
     command = list(command) if command else default_command()
     report = InstallReport(fiji=root, command=command)
+    content: dict[str, Any] = {"command": command}
+    if cache_defaults if cache_defaults is not None else command == default_command():
+        content.update(defaults_cache(commands or []))
     for src, dest_dir in [(s, root / MENU_DIR) for s in scripts] + [(helper, root / LIB_DIR)]:
         dest_dir.mkdir(parents=True, exist_ok=True)
         dest = dest_dir / src.name
         with atomic_output(dest) as tmp:
-            shutil.copyfile(src, tmp)
+            if src in scripts and content.get("models"):
+                text = with_model_choices(src.read_text(encoding="utf-8"), content["models"],
+                                          content["defaults"]["segment"]["model"])
+                Path(tmp).write_text(text, encoding="utf-8")
+            else:
+                shutil.copyfile(src, tmp)
         report.files.append(dest)
     config = root / LIB_DIR / CONFIG
-    content: dict[str, Any] = {"command": command}
-    if cache_defaults if cache_defaults is not None else command == default_command():
-        content.update(defaults_cache(commands or []))
     with atomic_output(config) as tmp:
         Path(tmp).write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
     report.files.append(config)

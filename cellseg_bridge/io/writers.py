@@ -73,6 +73,7 @@ def write_ome_tiff(
     compression: str | None = DEFAULTS.convert.compression,
     dims: str | None = None,
     name: str | None = None,
+    acquisition: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write an image as OME-TIFF (``TCZYX``), atomically.
 
@@ -100,6 +101,12 @@ def write_ome_tiff(
         Axis letters of a plain array (ignored for a DataArray).
     name : str, optional
         Image name stored in the OME-XML (e.g. the scene name).
+    acquisition : mapping, optional
+        Acquisition metadata as :func:`cellseg_bridge.io.acquisition.read_acquisition` returns it
+        (default: the DataArray's ``acquisition`` attr): ``TimeIncrement`` (s), ``AcquisitionDate``,
+        the channels' ``EmissionWavelength`` / ``ExcitationWavelength`` (nm, when every channel has
+        one) and ``Color``, and the objective as an ``Instrument/Objective`` that the image's
+        ``ObjectiveSettings`` reference.
 
     Returns
     -------
@@ -124,7 +131,14 @@ def write_ome_tiff(
     if dtype not in _OME_DTYPES:
         raise InputError(f"cannot write data type {dtype} to OME-TIFF (supported: {sorted(map(str, _OME_DTYPES))})", path)
     metadata = _ome_metadata(data.shape, sizes, names, name, path)
-    _write(data, dtype, path, metadata, sizes, compression)
+    acquisition = acquisition if acquisition is not None else attrs.get("acquisition")
+    objective = None
+    if acquisition:
+        extra = _acquisition_metadata(acquisition, data.shape[1])
+        extra["Channel"] = {**metadata.get("Channel", {}), **extra.get("Channel", {})}
+        metadata.update(extra)
+        objective = acquisition.get("objective")
+    _write(data, dtype, path, metadata, sizes, compression, objective)
     return path
 
 
@@ -255,6 +269,67 @@ def _ome_metadata(
     return metadata
 
 
+def _acquisition_metadata(acquisition: Mapping[str, Any], n_channels: int) -> dict[str, Any]:
+    """tifffile OME metadata of the acquisition facts (see :func:`write_ome_tiff`)."""
+    out: dict[str, Any] = {}
+    interval = acquisition.get("frame_interval_s")
+    if interval is not None and float(interval) > 0:
+        out["TimeIncrement"], out["TimeIncrementUnit"] = float(interval), "s"
+    if acquisition.get("acquisition_date"):
+        out["AcquisitionDate"] = str(acquisition["acquisition_date"])
+    channels = list(acquisition.get("channels") or [])
+    if len(channels) == n_channels:
+        per_channel: dict[str, list] = {}
+        for key, ome, unit in (("emission_nm", "EmissionWavelength", "nm"), ("excitation_nm", "ExcitationWavelength", "nm")):
+            if all(c.get(key) is not None for c in channels):
+                per_channel[ome] = [float(c[key]) for c in channels]
+                per_channel[ome + "Unit"] = [unit] * n_channels
+        if all(c.get("color") for c in channels):
+            per_channel["Color"] = [_ome_color(str(c["color"])) for c in channels]
+        out["Channel"] = per_channel
+    return out
+
+
+def _ome_color(hex_rgb: str) -> int:
+    """``#rrggbb`` as OME's signed 32-bit RGBA integer (opaque)."""
+    value = (int(hex_rgb.lstrip("#")[:6], 16) << 8) | 0xFF
+    return value - 2**32 if value >= 2**31 else value
+
+
+#: OME's Objective/@Immersion values.
+_IMMERSIONS = ("Oil", "Water", "WaterDipping", "Air", "Multi", "Glycerol", "Other")
+
+
+def _with_objective(xml: str, objective: Mapping[str, Any]) -> str:
+    """OME-XML with an ``Instrument/Objective`` and every image's ``InstrumentRef`` / ``ObjectiveSettings``."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(xml)
+    ns = root.tag.split("}")[0].strip("{")
+    ET.register_namespace("", ns)
+    attrs = {"ID": "Objective:0"}
+    if objective.get("model") or objective.get("name"):
+        attrs["Model"] = str(objective.get("model") or objective.get("name"))
+    if objective.get("magnification"):
+        attrs["NominalMagnification"] = repr(float(objective["magnification"]))
+    if objective.get("na"):
+        attrs["LensNA"] = repr(float(objective["na"]))
+    if objective.get("immersion") in _IMMERSIONS:
+        attrs["Immersion"] = str(objective["immersion"])
+    instrument = ET.Element(f"{{{ns}}}Instrument", {"ID": "Instrument:0"})
+    ET.SubElement(instrument, f"{{{ns}}}Objective", attrs)
+    children = list(root)
+    images = [i for i, child in enumerate(children) if child.tag == f"{{{ns}}}Image"]
+    if not images:
+        return xml
+    root.insert(images[0], instrument)
+    for image in root.findall(f"{{{ns}}}Image"):
+        pixels = [i for i, child in enumerate(image) if child.tag == f"{{{ns}}}Pixels"][0]
+        image.insert(pixels, ET.Element(f"{{{ns}}}ObjectiveSettings", {"ID": "Objective:0"}))
+        image.insert(pixels, ET.Element(f"{{{ns}}}InstrumentRef", {"ID": "Instrument:0"}))
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode")
+
+
 def _rational(value: float) -> tuple[int, int]:
     """Return ``value`` as a TIFF RATIONAL (numerator, denominator), both < 2**32."""
     limit = 2**32 - 1
@@ -324,6 +399,7 @@ def _write(
     metadata: dict[str, Any],
     sizes: dict[str, float | None],
     compression: str | None,
+    objective: Mapping[str, Any] | None = None,
 ) -> None:
     import tifffile
 
@@ -349,3 +425,7 @@ def _write(
                 metadata=metadata,
                 software="cellseg_bridge",
             )
+        if objective:
+            with tifffile.TiffFile(tmp) as tif:
+                xml = tif.pages.first.description
+            tifffile.tiffcomment(tmp, _with_objective(xml, objective).encode("utf-8"))

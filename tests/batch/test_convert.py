@@ -107,6 +107,26 @@ def test_convert_with_fake_reader(tmp_path, fake_reader):
     assert "no scene named 'nope'" in bad.failed[0][1]
 
 
+def test_keep_tree_mirrors_the_input_folders(tmp_path, fake_reader):
+    """Same-named files in two folders clash in one output folder; ``--keep-tree`` mirrors the folders."""
+    src = tmp_path / "in"
+    for folder, value in (("a", 1), ("b/deep", 3)):
+        (src / folder).mkdir(parents=True)
+        (src / folder / "x.czi").write_text(json.dumps({"scenes": ["Image:0"], "shape": [1, value, 1, 8, 9]}))
+    flat = convert(src, tmp_path / "flat", recursive=True, quiet=True)
+    assert len(flat.done) == 1 and len(flat.failed) == 1  # the second x.czi clashes with the first
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["convert", str(src), "--out", str(out), "--recursive", "--keep-tree"])
+    assert result.exit_code == 0, result.output
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*.ome.tif"))
+    assert written == ["a/x.ome.tif", "b/deep/x.ome.tif"]
+    with tifffile.TiffFile(out / "b" / "deep" / "x.ome.tif") as tif:
+        assert tif.series[0].shape[0] == 3  # the file of b/deep (3 channels)
+    named = convert([src / "a" / "x.czi", str(src / "b" / "*" / "*.czi")], tmp_path / "mixed", keep_tree=True,
+                    quiet=True)  # a file named itself stays at the top; a pattern mirrors below its fixed start
+    assert sorted(str(p.relative_to(tmp_path / "mixed")) for p in named.done) == ["deep/x.ome.tif", "x.ome.tif"]
+
+
 def test_interrupted_write_leaves_no_partial_output(tmp_path, fake_reader, monkeypatch):
     src = _fake_inputs(tmp_path / "in")
     out = tmp_path / "out"
@@ -262,3 +282,70 @@ def test_bad_inputs_fail_one_by_one(vendor_folder, tmp_path):
     assert set(failed) == {str(p) for p in inputs[:3]}, report.failed
     assert all(reason for reason in failed.values())
     assert (tmp_path / "out" / "pims_cluster.ome.tif").exists()
+
+
+def test_convert_to_imagej_hyperstack_opens_in_plain_imagej(ij, shared_data, tmp_path):
+    """``--format imagej``: ImageJ 1.x (no Bio-Formats) sees the ND2's channels, slices, frames, Z spacing, names."""
+    from cellseg_bridge.io.reader import open_image
+
+    src = shared_data / "formats" / "nd2" / "pims_cluster.nd2"
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["convert", str(src), "--out", str(out), "--format", "imagej"])
+    assert result.exit_code == 0, result.output
+    original = open_image(src)
+    assert sorted(p.name for p in out.iterdir()) == ["cellseg_run.json", "pims_cluster.tif"]
+    imp = ij.openImage(str(out / "pims_cluster.tif"))
+    sizes = original.sizes
+    assert (imp.getNChannels(), imp.getNSlices(), imp.getNFrames()) == (sizes["C"], sizes["Z"], sizes["T"]) == (2, 10, 3)
+    cal = imp.getCalibration()
+    pixel = original.attrs["physical_pixel_sizes"]
+    assert (cal.pixelWidth, cal.pixelHeight, cal.pixelDepth) == pytest.approx((pixel["X"], pixel["Y"], pixel["Z"]))
+    assert str(cal.getUnit()) in ("µm", "micron")
+    labels = [str(imp.getStack().getSliceLabel(imp.getStackIndex(c + 1, 1, 1))) for c in range(sizes["C"])]
+    assert labels == original.attrs["channel_names"]
+    plane = np.asarray(original.isel(T=2, C=1, Z=7).values)
+    ip = imp.getStack().getProcessor(imp.getStackIndex(2, 8, 3))
+    assert [ip.getPixel(x, 3) for x in range(5)] == plane[3, :5].tolist()
+    back = open_image(out / "pims_cluster.tif")  # and our reader reads the same image back
+    np.testing.assert_array_equal(np.asarray(back.data), np.asarray(original.data))
+    # the acquisition facts ImageJ has a place for: frame interval, channel colours (the ND2's)
+    assert cal.frameInterval == pytest.approx(10.870089)
+    import jpype
+
+    top = jpype.JInt(255)
+    luts = [imp.getChannelLut(c + 1) for c in range(2)]
+    assert [(lut.getRed(top), lut.getGreen(top), lut.getBlue(top)) for lut in luts] == [(120, 233, 15), (254, 1, 0)]
+
+
+def test_convert_keeps_acquisition_metadata_as_ome_fields(shared_data, tmp_path):
+    """Frame interval, date, objective, channel wavelengths and colours of an ND2 and a CZI reach the OME-XML."""
+    import xml.etree.ElementTree as ET
+
+    from cellseg_bridge.io.acquisition import read_acquisition
+
+    nd2 = shared_data / "formats" / "nd2" / "pims_cluster.nd2"
+    czi = shared_data / "formats" / "czi" / "CD_s_1_t_3_c_2_z_5.czi"
+    out = tmp_path / "out"
+    assert convert([nd2, czi], out, quiet=True).ok
+    source = read_acquisition(nd2)
+    assert source == {
+        "frame_interval_s": pytest.approx(10.870089), "acquisition_date": "2014-06-18T13:55:23.392019+00:00",
+        "channels": [{"emission_nm": 525.0, "excitation_nm": 488.0, "color": "#78e90f"},
+                     {"emission_nm": 700.0, "excitation_nm": 561.0, "color": "#fe0100"}],
+        "objective": {"model": "Plan Apo λ 60x", "magnification": 60.0, "na": 0.95},
+    }
+    assert read_acquisition(out / "pims_cluster.ome.tif") == source  # read back through bioio / ome-types
+    with tifffile.TiffFile(out / "pims_cluster.ome.tif") as tif:
+        root = ET.fromstring(tif.ome_metadata)
+    ns = {"ome": root.tag.split("}")[0].strip("{")}
+    pixels = root.find("ome:Image/ome:Pixels", ns)
+    assert float(pixels.get("TimeIncrement")) == pytest.approx(10.870089) and pixels.get("TimeIncrementUnit") == "s"
+    names = [c.get("Name") for c in pixels.findall("ome:Channel", ns)]
+    assert names == ["5-FAM/pH 9.0", "FM 4-64/2% CHAPS"]  # the names stay beside the wavelengths
+    assert root.find("ome:Image/ome:ObjectiveSettings", ns).get("ID") == \
+        root.find("ome:Instrument/ome:Objective", ns).get("ID")
+    czi_facts = read_acquisition(out / "CD_s_1_t_3_c_2_z_5.ome.tif")
+    assert czi_facts["frame_interval_s"] == pytest.approx(60.045434)
+    assert czi_facts["objective"] == {"model": "Plan-Apochromat 50x/1.2", "magnification": 50.0, "na": 1.2,
+                                      "immersion": "Water"}
+    assert [c["emission_nm"] for c in czi_facts["channels"]] == [568.0, 517.0]

@@ -218,7 +218,16 @@ def test_seg_npy_and_flows(inputs, tmp_path, engine):
     expected = engine.results[str(inputs / "a.ome.tif")][0, 0]
     assert np.array_equal(seg.masks, expected)
     assert Path(seg.filename) == (inputs / "a.ome.tif").resolve() and seg.diameter == 17.0
-    assert len(seg.flows) == 3 and seg.flows[0].shape == (1, 32, 40, 3)
+    # the five items Cellpose's GUI reads; [3] and [4] are what it recomputes masks from
+    assert [f.shape for f in seg.flows] == [(1, 32, 40, 3), (1, 32, 40), (1, 32, 40, 3), (2, 32, 40), (3, 32, 40)]
+    data = np.asarray(open_image(inputs / "a.ome.tif").isel(C=1).values, dtype=np.float64)[0, 0]
+    np.testing.assert_allclose(seg.flows[4][:2], [np.gradient(data, axis=a) for a in (0, 1)], rtol=1e-5)
+    np.testing.assert_allclose(seg.flows[4][2], data - data.mean(), rtol=1e-5)
+    still = seg.flows[4][2] <= DEFAULTS.segment.cellprob_threshold  # pixels that do not move stay in place
+    grid = np.stack(np.meshgrid(np.arange(32), np.arange(40), indexing="ij"))
+    assert np.array_equal(seg.flows[3][:, still], grid[:, still]) and not np.array_equal(seg.flows[3], grid)
+    assert seg.chan_choose == [2, 0]  # Cellpose's pair: GFP is channel 2 (1-based), no nuclear channel
+    assert seg.extra["cellprob_threshold"] == DEFAULTS.segment.cellprob_threshold
     assert not (out / "stack_seg.npy").exists()  # 2D only
     assert "seg_npy" not in report.items[0].outputs and "flows" in report.items[0].outputs
     with tifffile.TiffFile(out / "stack_flows.ome.tif") as tif:
@@ -417,12 +426,23 @@ def test_sample_nuclei_with_peer_checkpoint(tmp_path, shared_models):
 
     sample = REPO / "sample_data" / "nuclei_00.ome.tif"
     out = tmp_path / "out"
-    report = segment_files(sample, out, model=str(weights), diameter=22.0, device="cpu", quiet=True)
+    report = segment_files(sample, out, model=str(weights), diameter=22.0, device="cpu", quiet=True,
+                           save_seg_npy=True)
     assert report.ok, report.summary()
     labels = _labels_of(out / "nuclei_00_labels.ome.tif")[0, 0]
     truth = _labels_of(REPO / "sample_data" / "nuclei_00_masks.ome.tif")[0, 0]
     ap = average_precision(truth, labels)[0]
     assert ap[0] > 0.9  # AP@0.5 on 40 synthetic nuclei
+    # what Cellpose's GUI does when the user changes a threshold: masks from flows[4] at the image's size
+    from cellseg_bridge.core.dynamics import compute_masks
+
+    seg = read_seg_npy(out / "nuclei_00_seg.npy")
+    dp, cellprob = seg.flows[4][:-1], seg.flows[4][-1]
+    same = compute_masks(dp, cellprob, cellprob_threshold=seg.extra["cellprob_threshold"],
+                         flow_threshold=seg.extra["flow_threshold"])
+    assert average_precision(labels, same)[0][0] > 0.9  # the saved thresholds give the saved masks back
+    stricter = compute_masks(dp, cellprob, cellprob_threshold=3.0, flow_threshold=seg.extra["flow_threshold"])
+    assert 0 < np.count_nonzero(stricter) < 0.9 * np.count_nonzero(same)
     rows = _csv_rows(out / "nuclei_00_cells.csv")
     assert len(rows) == report.items[0].n_cells == len(np.unique(labels)) - 1
     assert {"label", "area", "area_um2", "centroid_y", "centroid_x", "mean_DAPI"} <= set(rows[0])

@@ -234,7 +234,11 @@ def test_bad_parameters_are_said_clearly(jython, tiny_model, shared_data, tmp_pa
 
 
 def test_installed_script_starts_python_once_per_call(jython, tiny_model, shared_data, tmp_path):
-    """Defect 7: `cellseg fiji install` caches the defaults, so a call runs cellseg once (not `defaults` too)."""
+    """Defect 7: `cellseg fiji install` caches the defaults, so a call runs cellseg once (not `defaults` too).
+
+    The installed script's model list (a choice from `cellseg models list`): a listed name reaches
+    cellseg, and the model file field overrides the list.
+    """
     from cellseg_bridge.fiji.install import default_scripts_dir, install_scripts
 
     fiji = tmp_path / "Fiji.app"
@@ -247,19 +251,23 @@ def test_installed_script_starts_python_once_per_call(jython, tiny_model, shared
     source = shared_data / "formats" / "ome_tiff" / "s_1_t_1_c_1_z_1.ome.tiff"
     env = dict(os.environ, PYTHONPATH=str(REPO))
     env.pop("CELLSEG_COMMAND", None)
-    result, log = run_script(jython, "Segment_Current_Image.py", f"imp={source}", f"model={tiny_model}",
-                             "diameter=17", f"output_dir={tmp_path / 'out'}", env=env,
-                             scripts=fiji / "scripts" / "Plugins" / "Cellseg")
+    installed = fiji / "scripts" / "Plugins" / "Cellseg"
+    header = (installed / "Segment_Current_Image.py").read_text().splitlines()[1]
+    assert '"cells", ' in header and '"nuclei", ' in header and 'value="nuclei"' in header  # the installed list
+    # a model file overrides the list
+    result, log = run_script(jython, "Segment_Current_Image.py", f"imp={source}", "model=auto",
+                             f"model_file={tiny_model}", "diameter=17", f"output_dir={tmp_path / 'out'}", env=env,
+                             scripts=installed)
     assert result["ok"], log[-3000:]
+    assert result["model"] == str(tiny_model) and result["model_choice"] is None
     assert starts.read_text().split() == ["segment"]  # one Python start: no `cellseg defaults`
     config = fiji / "jars" / "Lib" / "cellseg_fiji.json"
     stale = json.loads(config.read_text())
     stale["stamp"]["size"] += 1  # cellseg_bridge upgraded since the install: the scripts ask again
     config.write_text(json.dumps(stale))
-    again, log = run_script(jython, "Segment_Current_Image.py", f"imp={source}", f"model={tiny_model}",
-                            "diameter=17", f"output_dir={tmp_path / 'out2'}", env=env,
-                            scripts=fiji / "scripts" / "Plugins" / "Cellseg")
-    assert again["ok"], log[-3000:]
+    again, log = run_script(jython, "Segment_Current_Image.py", f"imp={source}", "model=nuclei",
+                            "diameter=17", f"output_dir={tmp_path / 'out2'}", env=env, scripts=installed)
+    assert again["ok"] and again["model"] == "nuclei", log[-3000:]  # a name from the list reaches cellseg
     assert starts.read_text().split() == ["segment", "defaults", "segment"]
     assert (default_scripts_dir() / "jars" / "Lib" / "cellseg_fiji.py").read_bytes() == \
         (fiji / "jars" / "Lib" / "cellseg_fiji.py").read_bytes()

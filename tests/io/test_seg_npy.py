@@ -270,3 +270,62 @@ def test_compatible_with_the_peer_cellpose(tmp_path):
     np.testing.assert_array_equal(theirs.outlines, masks_to_outlines(masks))
     assert theirs.diameter == 17.0 and theirs.chan_choose == [0, 0] and theirs.ismanual.shape == (2,)
     assert [f.shape for f in theirs.flows] == [f.shape for f in read_seg_npy(ours).flows]
+
+
+_PEER_RECOMPUTE = """
+import inspect, sys, numpy as np
+from cellpose import dynamics
+dat = np.load(sys.argv[1], allow_pickle=True).item()
+flows = dat["flows"]
+assert flows[0].shape[-3] == dat["masks"].shape[-2]  # the GUI's check before it sets recompute_masks
+# the GUI's compute_cprob: dynamics on flows[4] at the image's size (p = flows[3] where the function takes it)
+extra = {"p": flows[3].copy()} if "p" in inspect.signature(dynamics.resize_and_compute_masks).parameters else {}
+for threshold in (dat["cellprob_threshold"], 5.0):
+    masks = dynamics.resize_and_compute_masks(flows[4][:-1], flows[4][-1], cellprob_threshold=threshold,
+                                              flow_threshold=dat["flow_threshold"], resize=dat["masks"].shape[-2:],
+                                              **extra)
+    masks = masks[0] if isinstance(masks, tuple) else masks
+    np.save(sys.argv[2] + f"_{threshold}.npy", masks)
+print("peer ok")
+"""
+
+
+@pytest.mark.slow
+def test_peer_cellpose_recomputes_masks_from_our_flows(tmp_path):
+    """Cellpose 3 recomputes masks from our ``_seg.npy`` as its GUI does when a threshold changes (opt-in, ~15 s).
+
+    Flows are the exact flows of known masks (cell probability 2 + the distance to the edge inside,
+    -4 outside); the peer must find the masks at the saved threshold and fewer pixels at a higher one.
+    """
+    import subprocess
+    from pathlib import Path
+
+    from scipy import ndimage
+
+    from cellseg_bridge.batch.scene_outputs import pixel_destinations
+    from cellseg_bridge.core.flows import masks_to_flows
+    from cellseg_bridge.core.metrics import average_precision
+
+    python = Path(os.environ.get("CELLSEG_PEER_PYTHON", ""))
+    if not os.environ.get("CELLSEG_PEER_PYTHON") or not python.exists():
+        pytest.skip("set CELLSEG_PEER_PYTHON to a python with cellpose 3 (e.g. .peer_venv/bin/python)")
+    masks = np.zeros((64, 80), np.uint16)
+    yy, xx = np.mgrid[:64, :80]
+    for label, (cy, cx, r) in enumerate([(15, 15, 9), (40, 25, 11), (20, 55, 10), (48, 60, 8)], start=1):
+        masks[(yy - cy) ** 2 + (xx - cx) ** 2 <= r**2] = label
+    dp = 5 * masks_to_flows(masks)
+    distance = np.where(masks > 0, 2.0 + ndimage.distance_transform_edt(masks > 0), -4.0).astype(np.float32)
+    p = pixel_destinations(dp, distance, 0.0, 200)
+    ours = write_seg_npy(tmp_path / "ours_seg.npy", masks, filename="ours.tif", diameter=20.0,
+                         flows=gui_flows(dp, distance, p), extra={"flow_threshold": 0.4, "cellprob_threshold": 0.0})
+    script = tmp_path / "peer.py"
+    script.write_text(_PEER_RECOMPUTE)
+    run = subprocess.run([str(python), str(script), str(ours), str(tmp_path / "peer")],
+                         capture_output=True, text=True, timeout=300)
+    if "No module named 'cellpose'" in run.stderr:
+        pytest.skip("cellpose not installed in .peer_venv")
+    assert run.returncode == 0 and "peer ok" in run.stdout, run.stderr[-2000:]
+    same = np.load(tmp_path / "peer_0.0.npy")
+    assert average_precision(masks, same)[0][0] == 1.0  # every cell found at IoU 0.5
+    stricter = np.load(tmp_path / "peer_5.0.npy")
+    assert 0 < np.count_nonzero(stricter) < np.count_nonzero(same)

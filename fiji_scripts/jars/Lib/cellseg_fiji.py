@@ -47,6 +47,9 @@ RESULT_PREFIX = "CELLSEG_RESULT "
 _PARAM = re.compile(r"^#@\s*(\w+)\s*(\((.*)\))?\s*(\w+)\s*$")
 _ATTR_VALUE = re.compile(r"""value\s*=\s*("([^"]*)"|[^,\s)]+)""")
 _ATTR_CHOICES = re.compile(r"""choices\s*=\s*\{([^}]*)\}""")
+#: Choice parameters whose list is a convenience of the dialog, not a limit: a macro may give any
+#: model name or path (cellseg checks it and its own message is shown).
+OPEN_CHOICES = ("model",)
 _GOLDEN = 0.6180339887498949
 _SATURATIONS = (1.0, 0.7, 0.5)
 _VALUES = (1.0, 0.8, 0.6)
@@ -132,7 +135,7 @@ def script_parameters(namespace, script_path=None, argv=None):
     params = {}
     for kind, name, default, choices in spec:
         params[name] = _convert(kind, given.get(name, default), name)
-        if choices:
+        if choices and name not in OPEN_CHOICES:
             choice(params, name, choices)
     return params, True
 
@@ -171,6 +174,16 @@ def option_args(params, names):
         if value is not None:
             args += ["--" + name.replace("_", "-"), repr(value)]
     return args
+
+
+def model_flag(params):
+    """``--model`` arguments from the ``model`` list and the ``model_file`` field (which wins when set).
+
+    ``default`` (the list of a script not installed by ``cellseg fiji install``) or an empty value
+    leaves the choice to cellseg's defaults.
+    """
+    model = path_of(params.get("model_file")) or (params.get("model") or "").strip()
+    return ["--model", model] if model and model != "default" else []
 
 
 def path_of(value):

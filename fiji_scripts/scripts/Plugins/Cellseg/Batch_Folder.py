@@ -1,7 +1,8 @@
 #@ File (label="Input folder", style="directory") input_dir
 #@ String (label="File pattern (e.g. *.czi)", value="*") pattern
 #@ File (label="Output folder", style="directory") output_dir
-#@ String (label="Model (empty: default; auto: chosen by image style)", value="") model
+#@ String (label="Model (auto: chosen by each image's style)", choices={"default", "auto"}, value="default") model
+#@ File (label="Model file (instead of the list: weights.pth or a model folder)", required=false) model_file
 #@ Float (label="Cell diameter in pixels (0: the model's)", value=0) diameter
 #@ String (label="Channel (0-based index or name; empty: default)", value="") channel
 #@ Boolean (label="Include sub-folders", value=false) recursive
@@ -49,8 +50,7 @@ def main(p, cli):
         args.append("--recursive")
     if p.get("overwrite"):
         args.append("--overwrite")
-    if p.get("model"):
-        args += ["--model", p["model"]]
+    args += cf.model_flag(p)
     diameter = cf.number(p.get("diameter"), "diameter", allow_empty=True)
     if diameter:
         args += ["--diameter", repr(diameter)]

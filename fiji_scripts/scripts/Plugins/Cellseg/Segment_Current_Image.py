@@ -1,5 +1,6 @@
 #@ ImagePlus imp
-#@ String (label="Model (empty: default; auto: chosen by image style)", value="") model
+#@ String (label="Model (auto: chosen by the image's style)", choices={"default", "auto"}, value="default") model
+#@ File (label="Model file (instead of the list: weights.pth or a model folder)", required=false) model_file
 #@ Float (label="Cell diameter in pixels (0: the model's)", value=0) diameter
 #@ String (label="Channel (0-based index or name; empty: the image's current channel)", value="") channel
 #@ String (label="Nuclear channel (optional: index or name, for models with one)", value="", required=false) nuclear_channel
@@ -20,9 +21,11 @@
 The ROIs are ADDED to the ROI Manager (the ones already there stay) unless
 roi_mode is "replace" or the defaults say otherwise (cellseg defaults:
 fiji.append_rois). Headless, they go onto the image's Overlay instead, and the
-RoiSet.zip is in the output folder. From a macro:
+RoiSet.zip is in the output folder. The model list is the one of ``cellseg models list`` when
+the scripts were installed (``cellseg fiji install``); a model file overrides it. From a macro:
 
     run("Segment Current Image", "model=nuclei diameter=17 roi_mode=append");
+    run("Segment Current Image", "model_file=/data/models/exp1/model diameter=17");
     run("Segment Current Image", "model=cells channel=GFP nuclear_channel=DAPI z_mode=[stitch planes] restore=denoise");
 """
 import os
@@ -82,8 +85,7 @@ def main(p, cli):
     try:
         source = cf.save_for_cellseg(imp, staging)
         args = ["segment", source, "--out", out, "--json", "--overwrite"]
-        if p.get("model"):
-            args += ["--model", p["model"]]
+        args += cf.model_flag(p)
         if diameter:
             args += ["--diameter", repr(diameter)]
         if channel is not None:
