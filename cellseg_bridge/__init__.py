@@ -5,6 +5,9 @@ Public API (everything else is internal and may change):
 - reading: :func:`open_image`, :func:`list_scenes`
 - writing: :func:`write_ome_tiff`, :func:`write_labels`, :func:`read_seg_npy`, :func:`write_seg_npy`
 - ImageJ ROIs: :func:`labels_to_rois`, :func:`write_roi_zip`, :func:`read_rois`, :func:`rois_to_labels`
+- other tools: :func:`labels_to_features`, :func:`write_geojson`, :func:`read_geojson`,
+  :func:`geojson_to_labels` (QuPath), :func:`write_ome_zarr` (OME-NGFF image + labels),
+  :func:`link_labels` (time-lapse tracks), :func:`export_bioimageio`, :func:`import_bioimageio`
 - batch conversion: :func:`convert`
 - segmentation: :func:`segment` (arrays), :func:`load_model`, :func:`segment_files` (batch of files),
   :func:`segment_large` (planes of any size, in chunks, on Dask; more in :mod:`cellseg_bridge.distributed`)
@@ -36,6 +39,14 @@ _LAZY = {
     "segment_large": "cellseg_bridge.distributed.chunked",
     "list_scenes": "cellseg_bridge.io.reader",
     "open_image": "cellseg_bridge.io.reader",
+    "link_labels": "cellseg_bridge.core.tracking",
+    "geojson_to_labels": "cellseg_bridge.io.geojson",
+    "labels_to_features": "cellseg_bridge.io.geojson",
+    "read_geojson": "cellseg_bridge.io.geojson",
+    "write_geojson": "cellseg_bridge.io.geojson",
+    "write_ome_zarr": "cellseg_bridge.io.ome_zarr",
+    "export_bioimageio": "cellseg_bridge.nn.bioimageio",
+    "import_bioimageio": "cellseg_bridge.nn.bioimageio_import",
     "labels_to_rois": "cellseg_bridge.io.roi_export",
     "write_roi_zip": "cellseg_bridge.io.roi_export",
     "read_rois": "cellseg_bridge.io.roi_import",
@@ -56,12 +67,17 @@ if TYPE_CHECKING:  # what static tools see; at run time __getattr__ imports on f
     from cellseg_bridge.batch.convert import convert
     from cellseg_bridge.batch.restore import restore_files
     from cellseg_bridge.batch.segment import segment_files
+    from cellseg_bridge.core.tracking import link_labels
     from cellseg_bridge.distributed.chunked import segment_large
+    from cellseg_bridge.io.geojson import geojson_to_labels, labels_to_features, read_geojson, write_geojson
+    from cellseg_bridge.io.ome_zarr import write_ome_zarr
     from cellseg_bridge.io.reader import list_scenes, open_image
     from cellseg_bridge.io.roi_export import labels_to_rois, write_roi_zip
     from cellseg_bridge.io.roi_import import read_rois, rois_to_labels
     from cellseg_bridge.io.seg_npy import read_seg_npy, write_seg_npy
     from cellseg_bridge.io.writers import write_labels, write_ome_tiff
+    from cellseg_bridge.nn.bioimageio import export_bioimageio
+    from cellseg_bridge.nn.bioimageio_import import import_bioimageio
     from cellseg_bridge.nn.registry import list_models, resolve_model
     from cellseg_bridge.restoration.api import restore
     from cellseg_bridge.segmentation.pipeline import load_model, segment
@@ -73,11 +89,17 @@ __all__ = [
     "DependencyError",
     "InputError",
     "convert",
+    "export_bioimageio",
+    "geojson_to_labels",
+    "import_bioimageio",
+    "labels_to_features",
     "labels_to_rois",
+    "link_labels",
     "list_models",
     "list_scenes",
     "load_model",
     "open_image",
+    "read_geojson",
     "read_rois",
     "read_seg_npy",
     "resolve_model",
@@ -88,8 +110,10 @@ __all__ = [
     "segment_files",
     "segment_large",
     "train",
+    "write_geojson",
     "write_labels",
     "write_ome_tiff",
+    "write_ome_zarr",
     "write_roi_zip",
     "write_seg_npy",
 ]
