@@ -58,11 +58,11 @@ class Row:
                 f"{self.reference_name} {self.reference:10.3f} {self.unit:<6} ratio x{self.ratio:.2f}")
 
 
-def matmul_gflops(n: int = 2048, repeat: int = 5) -> float:
-    """Best fp32 ``torch.matmul`` rate of n x n matrices in this process, GFLOP/s (both sides use it)."""
+def matmul_gflops(n: int = 2048, repeat: int = 5, dtype: str = "float32") -> float:
+    """Best ``torch.matmul`` rate of n x n matrices of ``dtype`` in this process, GFLOP/s (both sides use it)."""
     import torch
 
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    a, b = (torch.randn(n, n, dtype=getattr(torch, dtype)) for _ in range(2))
     a @ b
     best = float("inf")
     for _ in range(repeat):
